@@ -1,0 +1,16 @@
+"""gradviz_lab: the helper package of the gradviz-lab course kit.
+
+Modules map to the ideas of the course:
+
+- ``attribution``  one function per method (occlusion, saliency, SmoothGrad, ...)
+- ``hooks``        the only place that touches module hooks, as context managers
+- ``models``       the lab CNNs (shipped weights) and torchvision ImageNet models
+- ``data``         shipped digits, procedural shapes with masks, photos, image loading
+- ``viz``          maps to pictures: reduce, normalise, colour, overlay, grids, PNG
+- ``widgets``      the ipywidgets dashboards used in the lessons
+- ``evaluate``     sanity checks, deletion/insertion, pointing game
+- ``check``        exercise checkers
+- ``train``        reproducible training of the lab models
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,45 @@
+"""The ``gradviz`` command line: ``gradviz --help`` lists the subcommands.
+
+Each subcommand lives in the module it belongs to and registers itself here through
+``SUBCOMMANDS``: (name, "module:function that adds the parser", help text). Modules are imported
+only when their subcommand runs, so ``gradviz --help`` stays fast (no torch import).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+
+# name -> (module, help). The module defines add_arguments(parser) and run(args) -> int.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gradviz",
+        description="gradviz-lab: see what a convolutional network looks at.",
+    )
+    parser.add_argument("--version", action="version", version=f"gradviz-lab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        sub_parser.set_defaults(_module=module_name)
+        # add_arguments lives beside the command; importing it costs only that module.
+        importlib.import_module(module_name).add_arguments(sub_parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    return int(importlib.import_module(args._module).run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
