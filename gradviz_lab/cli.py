@@ -1,8 +1,7 @@
 """The ``gradviz`` command line: ``gradviz --help`` lists the subcommands.
 
-Each subcommand lives in the module it belongs to and registers itself here through
-``SUBCOMMANDS``: (name, "module:function that adds the parser", help text). Modules are imported
-only when their subcommand runs, so ``gradviz --help`` stays fast (no torch import).
+Each subcommand lives in the module it belongs to, which defines ``add_arguments(parser)`` and
+``run(args) -> int``; ``SUBCOMMANDS`` maps the subcommand's name to that module and a help line.
 """
 
 from __future__ import annotations
@@ -13,8 +12,9 @@ import sys
 
 from . import __version__
 
-# name -> (module, help). The module defines add_arguments(parser) and run(args) -> int.
-SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "exercises": ("gradviz_lab.exercises", "generate exercises/ from solutions/ (or --check for staleness)"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +27,6 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
         sub_parser.set_defaults(_module=module_name)
-        # add_arguments lives beside the command; importing it costs only that module.
         importlib.import_module(module_name).add_arguments(sub_parser)
     return parser
 

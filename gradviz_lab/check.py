@@ -1,0 +1,318 @@
+"""Exercise checkers: run a student's function against the reference on small random models.
+
+Each ``check_<method>(student_function)`` builds a few seeded random CNNs and inputs (so a checker
+cannot be passed by hard-coding), calls the student's function with the package's call shape
+``f(model, x, target, **knobs)`` where ``target`` is a tensor of B class indices, compares the
+result with ``gradviz_lab.attribution``, and prints one line per case. When a result is wrong and
+matches a typical mistake (a magnitude forgotten, weight gradients instead of activation
+gradients, ...), the line says which, as a hint.
+
+A function that still raises ``NotImplementedError`` (the untouched exercise stub) gets one friendly
+line instead of a traceback. Every checker returns a ``CheckReport`` whose ``passed`` is True when
+all cases match.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from . import attribution
+
+Method = Callable[..., torch.Tensor]
+
+
+@dataclass
+class Case:
+    description: str
+    model: nn.Module
+    x: torch.Tensor
+    target: torch.Tensor
+    knobs: dict = field(default_factory=dict)
+
+
+@dataclass
+class CheckReport:
+    name: str
+    results: list[bool]
+    implemented: bool = True
+
+    @property
+    def passed(self) -> bool:
+        return self.implemented and bool(self.results) and all(self.results)
+
+    def __repr__(self) -> str:
+        return f"CheckReport({self.name}: {sum(self.results)}/{len(self.results)} cases passed)"
+
+
+def tiny_cnn(seed: int, in_channels: int = 3, classes: int = 5, inplace: bool = False) -> nn.Module:
+    """Conv-ReLU-Conv-ReLU-MaxPool-Conv-ReLU, global average pooling, linear: a lab CNN in small."""
+    torch.manual_seed(seed)
+    model = nn.Sequential()
+    model.add_module("features", nn.Sequential(
+        nn.Conv2d(in_channels, 6, 3, padding=1), nn.ReLU(inplace=inplace),
+        nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(inplace=inplace),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(inplace=inplace),
+    ))
+    model.add_module("pool", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()))
+    model.add_module("classifier", nn.Linear(8, classes))
+    return model.double().eval()
+
+
+def standard_cases() -> list[Case]:
+    """Three seeded cases: batch sizes 1 and 3, RGB and grey, in-place ReLUs in one of them."""
+    cases = []
+    for seed, (batch, channels, size, inplace) in enumerate([(1, 3, 8, False), (3, 3, 10, True),
+                                                             (2, 1, 12, False)]):
+        model = tiny_cnn(seed, in_channels=channels, inplace=inplace)
+        generator = torch.Generator().manual_seed(100 + seed)
+        x = torch.rand(batch, channels, size, size, generator=generator, dtype=torch.float64)
+        target = torch.randint(0, 5, (batch,), generator=generator)
+        cases.append(Case(f"{batch} image(s) {channels}x{size}x{size}, in-place ReLU: {inplace}",
+                          model, x, target))
+    return cases
+
+
+def run_checks(name: str, student: Method, reference: Method, cases: list[Case],
+               mistakes: dict[str, Method] | None = None, atol: float = 1e-6) -> CheckReport:
+    """Compare student(model, x, target, **knobs) with reference on every case; print one line each."""
+    results = []
+    for number, case in enumerate(cases, 1):
+        prefix = f"case {number}/{len(cases)} ({case.description})"
+        try:
+            got = student(case.model, case.x.clone(), case.target.clone(), **case.knobs)
+        except NotImplementedError:
+            print(f"[ ] {name}: not implemented yet - write your code where it says "
+                  f"# YOUR CODE HERE, run that cell, then run this check again.")
+            return CheckReport(name, [], implemented=False)
+        except Exception as error:  # the student sees the problem in one line, not a traceback
+            print(f"[x] {prefix}: your function raised {type(error).__name__}: {error}")
+            results.append(False)
+            continue
+        expected = reference(case.model, case.x.clone(), case.target.clone(), **case.knobs)
+        ok, message = _compare(got, expected, atol)
+        if not ok:
+            hint = _diagnose(got, case, mistakes or {}, atol)
+            message += f" Hint: {hint}" if hint else ""
+        results.append(ok)
+        print(f"[{'ok' if ok else 'x'}] {prefix}: {message}")
+    verdict = "all cases pass" if all(results) else f"{sum(results)}/{len(results)} cases pass"
+    print(f"{name}: {verdict}.")
+    return CheckReport(name, results)
+
+
+def _compare(got, expected: torch.Tensor, atol: float) -> tuple[bool, str]:
+    if not isinstance(got, torch.Tensor):
+        return False, f"expected a tensor, got {type(got).__name__}."
+    if tuple(got.shape) != tuple(expected.shape):
+        return False, f"shape {tuple(got.shape)}, expected {tuple(expected.shape)}."
+    got = got.detach().to(expected.dtype)
+    if not torch.isfinite(got).all():
+        return False, "your result has NaN or infinite values."
+    if torch.allclose(got, expected, atol=atol, rtol=1e-4):
+        return True, "matches the reference."
+    return False, f"differs from the reference (max abs difference {(got - expected).abs().max():.3g})."
+
+
+def _diagnose(got, case: Case, mistakes: dict[str, Method], atol: float) -> str | None:
+    """The hint of the first typical mistake whose output the student's result reproduces."""
+    if not isinstance(got, torch.Tensor):
+        return None
+    for hint, mistake in mistakes.items():
+        wrong = mistake(case.model, case.x.clone(), case.target.clone(), **case.knobs)
+        if tuple(wrong.shape) == tuple(got.shape) and torch.allclose(
+                got.detach().to(wrong.dtype), wrong, atol=atol, rtol=1e-4):
+            return hint
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Typical mistakes, each written the wrong way on purpose.
+
+def _signed_gradient_max(model, x, target):
+    return attribution.input_gradient(model, x, target).amax(dim=1, keepdim=True)
+
+
+def _softmax_gradient_magnitude(model, x, target):
+    x = x.clone().requires_grad_(True)
+    probabilities = model(x).softmax(dim=1)
+    score = probabilities.gather(1, target[:, None]).sum()
+    grad, = torch.autograd.grad(score, x)
+    return grad.abs().amax(dim=1, keepdim=True)
+
+
+def check_saliency(student: Method) -> CheckReport:
+    """saliency(model, x, target) -> (B, 1, H, W): max over channels of |dy_c/dx| (Simonyan et al.)."""
+    mistakes = {
+        "take the magnitude |dy_c/dx| before the max over channels (you kept the sign).":
+            _signed_gradient_max,
+        "differentiate the logit y_c, not the softmax probability.": _softmax_gradient_magnitude,
+        "reduce over channels with the max, not the sum.":
+            lambda m, x, t: attribution.input_gradient(m, x, t).abs().sum(dim=1, keepdim=True),
+    }
+    reference = lambda m, x, t: attribution.saliency(m, x, t, reduce="max")  # noqa: E731
+    return run_checks("saliency", student, reference, standard_cases(), mistakes)
+
+
+def check_occlusion(student: Method) -> CheckReport:
+    """occlusion(model, x, target, window, stride) -> (B, 1, H, W), baseline 0: f(x) - f(occluded),
+    averaged over the windows that cover each pixel (Zeiler and Fergus 2014)."""
+    cases = standard_cases()
+    for case, (window, stride) in zip(cases, [((4, 4), 2), ((3, 5), 2), ((4, 4), 4)]):
+        case.knobs = {"window": window, "stride": stride}
+        case.description += f", window {window}, stride {stride}"
+    mistakes = {
+        "the sensitivity is f(x) - f(occluded x), not the other way round (your sign is flipped).":
+            lambda m, x, t, **k: -attribution.occlusion(m, x, t, **k),
+    }
+    reference = lambda m, x, t, **k: attribution.occlusion(m, x, t, baseline=0.0, **k)  # noqa: E731
+    return run_checks("occlusion", student, reference, cases, mistakes, atol=1e-8)
+
+
+class _Cubic(nn.Module):
+    """y_k = sum_i w_ki x_i^3 / 3, so dy_k/dx_i = w_ki x_i^2 and E[grad at x + eps] = w (x^2 + sigma^2).
+
+    The expected SmoothGrad map is known in closed form, and it depends on sigma: an absolute sigma
+    and one relative to the value range give visibly different maps.
+    """
+
+    def __init__(self, weight: torch.Tensor):
+        super().__init__()
+        self.weight = nn.Parameter(weight)
+
+    def forward(self, x):
+        return torch.einsum("kchw,bchw->bk", self.weight, x ** 3) / 3
+
+
+def _estimated_sigma_squared(result: torch.Tensor, model: _Cubic, x: torch.Tensor, target: torch.Tensor):
+    weight = model.weight.detach()[target]  # (B, C, H, W)
+    return (result.detach() / weight - x ** 2).mean()
+
+
+def check_smoothgrad(student: Method, n_samples: int = 300) -> CheckReport:
+    """smoothgrad(model, x, target, n_samples, sigma, seed) -> (B, C, H, W): the mean input gradient
+    over n noisy copies x + N(0, s^2), with s = sigma * (x.max() - x.min()) (Smilkov et al. 2017)."""
+    results = []
+    cases = standard_cases()[:2]
+    for number, case in enumerate(cases, 1):  # sigma 0: SmoothGrad is the plain gradient
+        prefix = f"case {number}/4 (sigma 0 on a CNN, {case.description})"
+        try:
+            got = student(case.model, case.x.clone(), case.target.clone(), n_samples=3, sigma=0.0, seed=0)
+        except NotImplementedError:
+            print("[ ] smoothgrad: not implemented yet - write your code where it says "
+                  "# YOUR CODE HERE, run that cell, then run this check again.")
+            return CheckReport("smoothgrad", [], implemented=False)
+        except Exception as error:
+            print(f"[x] {prefix}: your function raised {type(error).__name__}: {error}")
+            results.append(False)
+            continue
+        ok, message = _compare(got, attribution.input_gradient(case.model, case.x, case.target), 1e-6)
+        results.append(ok)
+        print(f"[{'ok' if ok else 'x'}] {prefix}: {message}")
+    for number, value_range in enumerate([10.0, 255.0], 3):  # closed form on the cubic model
+        generator = torch.Generator().manual_seed(number)
+        x = (torch.rand(2, 3, 8, 8, generator=generator, dtype=torch.float64) - 0.5) * value_range
+        x[:, 0, 0, 0], x[:, 0, 0, 1] = -value_range / 2, value_range / 2  # range exactly value_range
+        model = _Cubic(torch.rand(5, 3, 8, 8, generator=generator, dtype=torch.float64) + 0.5)
+        target = torch.tensor([1, 3])
+        sigma = 0.2
+        prefix = f"case {number}/4 (cubic model, values in [{-value_range / 2:g}, {value_range / 2:g}], sigma {sigma})"
+        try:
+            got = student(model, x.clone(), target.clone(), n_samples=n_samples, sigma=sigma, seed=0)
+        except Exception as error:
+            print(f"[x] {prefix}: your function raised {type(error).__name__}: {error}")
+            results.append(False)
+            continue
+        if not isinstance(got, torch.Tensor) or got.shape != x.shape:
+            print(f"[x] {prefix}: expected a tensor of shape {tuple(x.shape)}.")
+            results.append(False)
+            continue
+        true = (sigma * value_range) ** 2
+        estimate = float(_estimated_sigma_squared(got, model, x, target))
+        ok = abs(estimate - true) < 0.15 * true
+        message = "the noise level matches sigma x (max - min)." if ok else (
+            f"your maps imply a noise standard deviation of {max(estimate, 0) ** 0.5:.3g}, "
+            f"expected {sigma * value_range:.3g}.")
+        if not ok and abs(estimate - sigma ** 2) < 0.15 * true:
+            message += " Hint: sigma is a fraction of the image's value range: use sigma * (x.max() - x.min())."
+        elif not ok:
+            weight = model.weight.detach()[target]
+            scale = float((got.detach() / (weight * (x ** 2 + true))).mean())
+            if abs(scale - n_samples) < 0.2 * n_samples:
+                message += " Hint: average the gradients (divide their sum by n_samples)."
+        results.append(ok)
+        print(f"[{'ok' if ok else 'x'}] {prefix}: {message}")
+    verdict = "all cases pass" if all(results) else f"{sum(results)}/{len(results)} cases pass"
+    print(f"smoothgrad: {verdict}.")
+    return CheckReport("smoothgrad", results)
+
+
+def check_guided_backprop(student: Method) -> CheckReport:
+    """guided_backprop(model, x, target) -> (B, C, H, W): through each ReLU pass back
+    1{s>0} 1{g>0} g (Springenberg et al. 2014)."""
+    mistakes = {
+        "keep the forward mask 1{s > 0} too: without it you computed the deconvnet.":
+            attribution.deconvnet,
+        "also zero the negative gradients 1{g > 0} at each ReLU: you computed the plain gradient.":
+            attribution.input_gradient,
+    }
+    return run_checks("guided backprop", student, attribution.guided_backprop, standard_cases(), mistakes)
+
+
+def check_deconvnet(student: Method) -> CheckReport:
+    """deconvnet(model, x, target) -> (B, C, H, W): through each ReLU pass back 1{g>0} g
+    (Zeiler and Fergus 2014)."""
+    mistakes = {
+        "the deconvnet ignores the forward mask 1{s > 0}: you computed guided backprop.":
+            attribution.guided_backprop,
+        "zero the negative gradients 1{g > 0} at each ReLU: you computed the plain gradient.":
+            attribution.input_gradient,
+    }
+    return run_checks("deconvnet", student, attribution.deconvnet, standard_cases(), mistakes)
+
+
+def _gradcam_cases() -> list[Case]:
+    cases = standard_cases()
+    for case in cases:
+        case.knobs = {"layer": case.model.features[5]}  # the last conv: 8 channels at half size
+        case.description += ", layer features.5"
+    return cases
+
+
+def _gradcam_weight_gradients(model, x, target, layer):
+    """The mistake: channel weights from the gradient of y_c with respect to the layer's *weights*."""
+    maps = []
+    for i in range(x.shape[0]):  # per image, since weight gradients sum over the batch
+        captured = {}
+        handle = layer.register_forward_hook(lambda m, inp, out: captured.update(A=out))
+        try:
+            score = model(x[i:i + 1]).gather(1, target[i:i + 1, None]).sum()
+        finally:
+            handle.remove()
+        weight_grad, = torch.autograd.grad(score, layer.weight)
+        alpha = weight_grad.mean(dim=(1, 2, 3)).view(1, -1, 1, 1)
+        cam = torch.relu((alpha * captured["A"]).sum(1, keepdim=True)).detach()
+        maps.append(nn.functional.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False))
+    return torch.cat(maps)
+
+
+def _gradcam_without_relu(model, x, target, layer):
+    activations, gradients = attribution.layer_gradients(model, x, layer, target)
+    cam = (gradients.mean(dim=(2, 3), keepdim=True) * activations).sum(1, keepdim=True)
+    return nn.functional.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def check_gradcam(student: Method) -> CheckReport:
+    """gradcam(model, x, target, layer) -> (B, 1, H, W): ReLU(sum_k alpha_k A^k), alpha_k the
+    spatial mean of dy_c/dA^k, upsampled bilinearly to the input (Selvaraju et al. 2017)."""
+    mistakes = {
+        "alpha_k is the mean gradient with respect to the layer's activations A^k, "
+        "not its weights.": _gradcam_weight_gradients,
+        "apply the ReLU to the weighted sum of activations.": _gradcam_without_relu,
+    }
+    reference = lambda m, x, t, layer: attribution.gradcam(m, x, t, layer=layer)  # noqa: E731
+    return run_checks("Grad-CAM", student, reference, _gradcam_cases(), mistakes)

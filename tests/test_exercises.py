@@ -1,0 +1,118 @@
+"""exercises/ is generated from solutions/: the stripping rules, staleness, and running to the first stub."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from gradviz_lab.exercises import (
+    exercise_from_solution,
+    stale_exercises,
+    strip_answers,
+    strip_code,
+    write_exercises,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_strip_code_keeps_indentation_and_surrounding_code():
+    source = "\n".join([
+        "def saliency(model, x, target):",
+        "    x = x.clone()",
+        "    ### BEGIN SOLUTION",
+        "    grad = compute(x)",
+        "    return grad.abs()",
+        "    ### END SOLUTION",
+        "",
+        "answer = 1",
+    ])
+    assert strip_code(source).split("\n") == [
+        "def saliency(model, x, target):",
+        "    x = x.clone()",
+        "    # YOUR CODE HERE",
+        '    raise NotImplementedError("write your code here, then run this cell again")',
+        "",
+        "answer = 1",
+    ]
+
+
+def test_strip_code_handles_several_regions_and_leaves_plain_cells_alone():
+    source = "### BEGIN SOLUTION\na = 1\n### END SOLUTION\nb = 2\n### BEGIN SOLUTION\nc = 3\n### END SOLUTION"
+    stripped = strip_code(source)
+    assert stripped.count("raise NotImplementedError") == 2
+    assert "a = 1" not in stripped and "c = 3" not in stripped and "b = 2" in stripped
+    assert strip_code("print('hello')") == "print('hello')"
+
+
+@pytest.mark.parametrize("source, problem", [
+    ("### BEGIN SOLUTION\nx = 1", "never closed"),
+    ("x = 1\n### END SOLUTION", "without"),
+    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "nested"),
+])
+def test_strip_code_rejects_unbalanced_markers(source, problem):
+    with pytest.raises(ValueError, match=problem):
+        strip_code(source, "lesson.ipynb, cell 3")
+
+
+def test_strip_answers():
+    source = "Why?\n\n<!-- BEGIN ANSWER -->\nBecause the ReLU\nkills it.\n<!-- END ANSWER -->\nNext."
+    assert strip_answers(source) == "Why?\n\n_Your answer here._\nNext."
+    with pytest.raises(ValueError, match="unbalanced"):
+        strip_answers("<!-- BEGIN ANSWER --> forgot to close")
+
+
+def test_exercise_has_no_outputs_and_keeps_the_solution_untouched():
+    cell = new_code_cell("### BEGIN SOLUTION\nprint(42)\n### END SOLUTION", execution_count=3,
+                         outputs=[new_output("stream", name="stdout", text="42\n")])
+    solution = new_notebook(cells=[new_markdown_cell("# Title"), cell])
+    exercise = exercise_from_solution(solution)
+    assert exercise.cells[1].outputs == [] and exercise.cells[1].execution_count is None
+    assert "print(42)" not in exercise.cells[1].source
+    assert solution.cells[1].outputs and "print(42)" in solution.cells[1].source  # not mutated
+
+
+def test_write_then_check_round_trip(tmp_path):
+    solutions, exercises = tmp_path / "solutions", tmp_path / "exercises"
+    solutions.mkdir()
+    nb = new_notebook(cells=[new_code_cell("### BEGIN SOLUTION\nx = 1\n### END SOLUTION")])
+    nbformat.write(nb, solutions / "01_demo.ipynb")
+    (exercises).mkdir()
+    (exercises / "99_orphan.ipynb").write_text("{}")
+    assert stale_exercises(solutions, exercises) == ["01_demo.ipynb", "99_orphan.ipynb"]
+    assert write_exercises(solutions, exercises) == ["01_demo.ipynb", "99_orphan.ipynb"]
+    assert stale_exercises(solutions, exercises) == []
+    assert not (exercises / "99_orphan.ipynb").exists()
+    # editing the solution makes the exercise stale again
+    nb.cells.append(new_code_cell("y = 2"))
+    nbformat.write(nb, solutions / "01_demo.ipynb")
+    assert stale_exercises(solutions, exercises) == ["01_demo.ipynb"]
+
+
+def test_shipped_exercises_are_up_to_date():
+    stale = stale_exercises(ROOT / "solutions", ROOT / "exercises")
+    assert not stale, f"exercises/ is stale for {stale}: run `make exercises` and commit"
+
+
+EXERCISES = sorted((ROOT / "exercises").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", EXERCISES, ids=[p.name for p in EXERCISES])
+def test_exercise_runs_up_to_its_first_stub(path):
+    """Every cell before the first stub runs; the first error, if any, is that stub's."""
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(notebook, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    try:
+        client.execute()
+    except CellExecutionError as error:
+        assert error.ename == "NotImplementedError", f"{path.name}: {error.ename}: {error.evalue}"
+        failed = [c for c in notebook.cells if c.cell_type == "code" and any(
+            o.get("output_type") == "error" for o in c.get("outputs", []))]
+        assert failed and "# YOUR CODE HERE" in failed[0].source
