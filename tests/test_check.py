@@ -3,6 +3,8 @@ and greet an untouched stub with one friendly line."""
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -56,6 +58,11 @@ def make_student_smoothgrad(absolute_sigma=False, average=True):
 def make_student_relu_rule(forward_mask: bool, gradient_mask: bool):
     """Guided backprop (both masks) or deconvnet (gradient mask only), via ReLU module hooks."""
     def method(model, x, target):
+        # a copy without in-place ReLUs: a hook must see each ReLU's input before it is overwritten
+        model = copy.deepcopy(model)
+        for module in model.modules():
+            if isinstance(module, nn.ReLU):
+                module.inplace = False
         handles = []
 
         class Rule(torch.autograd.Function):
@@ -88,10 +95,16 @@ def make_student_relu_rule(forward_mask: bool, gradient_mask: bool):
     return method
 
 
-def make_student_gradcam(weight_gradients=False):
+def make_student_gradcam(weight_gradients=False, clone_output=True):
     def gradcam(model, x, target, layer):
         stored = {}
-        handle = layer.register_forward_hook(lambda m, inp, out: stored.update(A=out))
+
+        def keep(module, inputs, output):
+            stored["A"] = output
+            # the model goes on with a copy, so a following ReLU(inplace=True) cannot overwrite A
+            return output.clone() if clone_output else None
+
+        handle = layer.register_forward_hook(keep)
         try:
             maps = []
             for i in range(x.shape[0]):
@@ -164,6 +177,13 @@ def test_gradcam_checker_catches_weight_gradients(capsys):
     report = check.check_gradcam(make_student_gradcam(weight_gradients=True))
     assert not report.passed
     assert "not its weights" in capsys.readouterr().out
+
+
+def test_gradcam_checker_explains_the_in_place_relu_pitfall(capsys):
+    report = check.check_gradcam(make_student_gradcam(clone_output=False))
+    out = capsys.readouterr().out
+    assert report.results == [True, False, True]  # only the model with in-place ReLUs differs
+    assert "ReLU(inplace=True)" in out
 
 
 def test_an_untouched_stub_gets_one_friendly_line(capsys):
