@@ -9,8 +9,11 @@ Modules map to the ideas of the course:
 - ``viz``          maps to pictures: reduce, normalise, colour, overlay, grids, PNG
 - ``widgets``      the ipywidgets dashboards used in the lessons
 - ``evaluate``     sanity checks, deletion/insertion, pointing game
-- ``check``        exercise checkers
+- ``check``        exercise checkers (and ``exercises``: solutions/ -> exercises/)
 - ``train``        reproducible training of the lab models
+- ``diagnostics``  gradient flow while training, TensorBoard logging
+- ``featureviz``   activation maximisation, top-k activating patches
+- ``explain``      ``gradviz explain``: one figure to a PNG, for slides
 """
 
 __version__ = "0.1.0"
