@@ -322,3 +322,42 @@ def check_gradcam(student: Method) -> CheckReport:
     }
     reference = lambda m, x, t, layer: attribution.gradcam(m, x, t, layer=layer)  # noqa: E731
     return run_checks("Grad-CAM", student, reference, _gradcam_cases(), mistakes)
+
+
+def _ig_cases() -> list[Case]:
+    cases = standard_cases()
+    for number, case in enumerate(cases):
+        generator = torch.Generator().manual_seed(200 + number)
+        baseline = (torch.zeros_like(case.x) if number == 0 else
+                    torch.rand(case.x.shape, generator=generator, dtype=case.x.dtype) * 0.5)
+        case.knobs = {"baseline": baseline, "steps": 16}
+        case.description += f", {'black' if number == 0 else 'random'} baseline, 16 steps"
+    return cases
+
+
+def _average_gradient_on_path(model, x, target, baseline, steps):
+    """The mistake: the path-averaged gradient without the (x - x') factor."""
+    total = torch.zeros_like(x)
+    for k in range(1, steps + 1):
+        total += attribution.input_gradient(model, baseline + k / steps * (x - baseline), target)
+    return total / steps
+
+
+def check_integrated_gradients(student: Method) -> CheckReport:
+    """integrated_gradients(model, x, target, baseline, steps) -> (B, C, H, W):
+    (x - x') * (1/m) sum_{k=1..m} grad F(x' + (k/m)(x - x')), the right Riemann sum of
+    Sundararajan et al. (2017) with m = steps and x' = baseline (a tensor shaped like x)."""
+    mistakes = {
+        "multiply the averaged gradient by (x - x'): without that factor the attributions do not "
+        "add up to F(x) - F(x').": _average_gradient_on_path,
+        "the path starts at the baseline: x' + (k/m)(x - x'), and the factor is (x - x'), not x.":
+            lambda m, x, t, baseline, steps: x * _average_gradient_on_path(m, x, t, torch.zeros_like(x), steps),
+        "use the points k/m for k = 1..m (the right Riemann sum), not k = 0..m-1.":
+            lambda m, x, t, baseline, steps: attribution.integrated_gradients(
+                m, x, t, baseline=baseline, steps=steps, rule="riemann")
+            - (x - baseline) * (attribution.input_gradient(m, x, t)
+                                - attribution.input_gradient(m, baseline, t)) / steps,
+    }
+    reference = lambda m, x, t, baseline, steps: attribution.integrated_gradients(  # noqa: E731
+        m, x, t, baseline=baseline, steps=steps, rule="riemann")
+    return run_checks("integrated gradients", student, reference, _ig_cases(), mistakes)

@@ -211,3 +211,26 @@ def test_checkers_do_not_change_the_models_they_build():
         assert torch.equal(a.x, b.x) and torch.equal(a.target, b.target)
         for p, q in zip(a.model.parameters(), b.model.parameters()):
             assert torch.equal(p, q)
+
+
+def make_student_ig(factor=True, left_sum=False):
+    def integrated_gradients(model, x, target, baseline, steps):
+        total = torch.zeros_like(x)
+        ks = range(0, steps) if left_sum else range(1, steps + 1)
+        for k in ks:
+            point = (baseline + k / steps * (x - baseline)).requires_grad_(True)
+            grad, = torch.autograd.grad(model(point).gather(1, target[:, None]).sum(), point)
+            total += grad
+        average = total / steps
+        return (x - baseline) * average if factor else average
+    return integrated_gradients
+
+
+def test_integrated_gradients_checker(capsys):
+    assert check.check_integrated_gradients(make_student_ig()).passed
+    capsys.readouterr()
+    report = check.check_integrated_gradients(make_student_ig(factor=False))
+    assert not report.passed and "multiply the averaged gradient by (x - x')" in capsys.readouterr().out
+    report = check.check_integrated_gradients(make_student_ig(left_sum=True))
+    assert not report.passed and "k = 1..m" in capsys.readouterr().out
+    assert not check.check_integrated_gradients(not_implemented).implemented
