@@ -1,0 +1,143 @@
+"""How fast do the dashboards answer? Median time from a slider change to the new figure.
+
+For each dashboard a control is moved to a value it has not shown yet, with the result cache
+emptied first, so every timed change recomputes the maps and redraws the PNG: the worst case a
+lecturer meets. A change that only redraws (Grad-CAM's overlay alpha) is timed separately.
+Runs on the lab models on CPU; prints one line per dashboard with the goal from the issue:
+
+    <= 150 ms  gradient methods and Grad-CAM
+    <= 1 s     occlusion at stride >= 4, SmoothGrad with N <= 25 (and the other long methods)
+
+Usage: python benchmarks/bench_widgets.py [--repeats 7] [--gallery shapes]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import torch  # noqa: E402
+
+from gradviz_lab.widgets import DASHBOARDS, recipes  # noqa: E402
+
+FAST, SLOW = 0.150, 1.0
+
+# dashboard -> (the control moved, values cycled through, other settings, goal in seconds)
+SCENARIOS = {
+    "image_picker": ("image", None, {}, FAST),
+    "saliency": ("target", "classes", {}, FAST),
+    "relu_rules": ("target", "classes", {}, FAST),
+    "relu_rules (feature)": ("channel", range(0, 64), {"explain": "feature response"}, FAST),
+    "gradcam": ("target", "classes", {}, FAST),
+    "smoothgrad (N=25)": ("sigma", [0.05 + 0.01 * k for k in range(40)], {"n_samples": 25}, SLOW),
+    "occlusion (window 16, stride 4)": ("stride", None, {"window": 16, "stride": 4}, SLOW),
+    "integrated_gradients (32 steps)": (
+        "baseline",
+        ["black", "grey", "mean", "blur"],
+        {"steps": 32},
+        SLOW,
+    ),
+    "compare": ("target", "classes", {}, SLOW),
+}
+
+
+def timed_changes(
+    dash, control: str, values, repeats: int, clear_cache: bool = True
+) -> list[tuple[float, float]]:
+    """(wall, CPU) seconds from ``control.value = v`` to the new PNG, each change a fresh
+    computation (the cache is emptied first) unless ``clear_cache`` is False."""
+    times = []
+    for value in itertools.islice(itertools.cycle(values), repeats + 2):
+        if dash.controls[control].value == value:
+            continue
+        if clear_cache:
+            dash.cache.clear()
+        renders = dash.renders
+        wall, cpu = time.perf_counter(), time.process_time()
+        dash.controls[control].value = value
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        if dash.last_error is not None:
+            raise RuntimeError(f"{type(dash).__name__}: {dash.last_error!r}")
+        assert dash.renders == renders + 1, "the change did not redraw"
+        times.append((wall, cpu))
+    return times[1 : repeats + 1]  # the first change warms up torch and matplotlib
+
+
+def values_for(dash, control: str, values):
+    if values == "classes":
+        return list(range(len(dash.class_names)))
+    if values is None and control == "image":
+        return list(range(len(dash.images)))
+    if values is None and control == "stride":  # alternate between two strides >= 4
+        return [5, 4]
+    return list(values)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--gallery", default="shapes", choices=recipes.LAB_MODELS)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)"
+    )
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    try:
+        examples = recipes.gallery(args.gallery)
+    except FileNotFoundError as error:  # weights not trained yet: the same network, same timings
+        from gradviz_lab import models
+
+        print(f"note: {error}; timing the same architecture with untrained weights")
+        models.load_lab_model = lambda name, **_: models.build_lab_model(name).eval()
+        examples = recipes.gallery(args.gallery)
+    print(
+        f"bench_widgets: {args.gallery} lab model, images {tuple(examples.images.shape[1:])}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads on {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}; median of {args.repeats} changes"
+    )
+    print(
+        "wall: what the user waits; cpu: this process's CPU time (all threads),\n"
+        "which a machine busy with other work does not inflate"
+    )
+    print(
+        f"{'dashboard':34s} {'control':9s} {'wall':>7s} {'min':>7s} {'max':>7s} "
+        f"{'cpu':>7s} {'goal':>7s}"
+    )
+    failures = 0
+    for label, (control, values, settings, goal) in SCENARIOS.items():
+        factory = DASHBOARDS[label.split(" ")[0]]
+        dash = factory(
+            examples.model, examples.images, examples.class_names, image_names=examples.image_names
+        )
+        dash.set(image=len(dash.images) - 1, **settings)  # a two-object image where there is one
+        times = timed_changes(dash, control, values_for(dash, control, values), args.repeats)
+        failures += _report(label, control, times, goal)
+    dash = DASHBOARDS["gradcam"](examples.model, examples.images, examples.class_names)
+    alphas = [round(0.3 + 0.05 * k, 2) for k in range(args.repeats + 2)]
+    times = timed_changes(dash, "alpha", alphas, args.repeats, clear_cache=False)  # maps cached
+    failures += _report("gradcam (redraw only)", "alpha", times, FAST)
+    print("all goals met" if not failures else f"{failures} goal(s) missed (wall time)")
+    return 0
+
+
+def _report(label: str, control: str, times: list[tuple[float, float]], goal: float) -> int:
+    wall = [w for w, _ in times]
+    median, cpu = statistics.median(wall), statistics.median(c for _, c in times)
+    verdict = "ok" if median <= goal else "SLOW"
+    print(
+        f"{label:34s} {control:9s} {1000 * median:5.0f}ms {1000 * min(wall):5.0f}ms "
+        f"{1000 * max(wall):5.0f}ms {1000 * cpu:5.0f}ms {1000 * goal:5.0f}ms {verdict}"
+    )
+    return int(median > goal)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""``gradviz explain``: the figure for one image, model, method and target, written to a PNG.
+
+    $ gradviz explain shapes:5 --model shapes --method gradcam --target square --out cam.png
+    $ gradviz explain cat.jpg --model vgg19 --method smoothgrad --sigma 0.2 --n-samples 25
+    $ gradviz explain --list --model digits            # the shipped examples: digits:0 ...
+
+The knobs are the dashboards' sliders, and the figure is drawn by the same code
+(``gradviz_lab.widgets.recipes``), so a slide shows what the live dashboard showed.
+
+This module only parses arguments: ``gradviz --help`` imports it to build its parser, so torch
+and matplotlib are imported when the command runs, not before.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+# Kept here (not imported from the modules that define them) so that --help imports no torch;
+# tests/test_explain.py checks they match models.py and widgets/recipes.py.
+LAB_MODELS = ("digits", "shapes", "shapes-tagged")
+IMAGENET_MODELS = ("vgg16", "vgg19", "alexnet", "resnet18", "resnet50")
+METHOD_NAMES = (
+    "occlusion",
+    "saliency",
+    "gradient",
+    "smoothgrad",
+    "deconvnet",
+    "guided-backprop",
+    "gradcam",
+    "guided-gradcam",
+    "integrated-gradients",
+)
+BASELINES = ("black", "grey", "mean", "blur")
+PHOTOS = ("cat", "coffee", "rocket", "astronaut", "cat_and_coffee")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``gradviz explain``; the knobs have the dashboards' names."""
+    parser.add_argument(
+        "image",
+        nargs="?",
+        help="an image file, or a shipped example: GALLERY:N (e.g. shapes:5, digits:3; see "
+        "--list) or a shipped photo name (cat, coffee, rocket, astronaut, cat_and_coffee)",
+    )
+    parser.add_argument(
+        "--model",
+        default="shapes",
+        choices=LAB_MODELS + IMAGENET_MODELS,
+        help="lab model or ImageNet model (default: shapes)",
+    )
+    parser.add_argument(
+        "--method", default="gradcam", choices=METHOD_NAMES, help="default: gradcam"
+    )
+    parser.add_argument(
+        "--target",
+        default=None,
+        help="class name or index to explain (default: the predicted class)",
+    )
+    parser.add_argument(
+        "--out", default="explanation.png", help="PNG file to write (default: explanation.png)"
+    )
+    parser.add_argument(
+        "--dpi", type=float, default=200, help="resolution of the PNG (default: 200, for slides)"
+    )
+    parser.add_argument(
+        "--alpha", type=float, default=0.5, help="opacity of Grad-CAM over the image"
+    )
+    parser.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="ImageNet models: use random weights when pretrained ones are unavailable",
+    )
+    parser.add_argument(
+        "--list", action="store_true", help="list the shipped examples of --model and exit"
+    )
+    knobs = parser.add_argument_group("method knobs (the dashboards' sliders)")
+    knobs.add_argument(
+        "--window", type=int, help="occlusion: window side in pixels (default: image side / 4)"
+    )
+    knobs.add_argument(
+        "--stride", type=int, help="occlusion: stride in pixels (default: window / 4)"
+    )
+    knobs.add_argument(
+        "--baseline",
+        choices=BASELINES,
+        help="occlusion and integrated-gradients: what replaces the image",
+    )
+    knobs.add_argument(
+        "--reduce", choices=("max", "mean"), help="saliency: reduction over colour channels"
+    )
+    knobs.add_argument(
+        "--sigma", type=float, help="smoothgrad: noise std as a fraction of the value range"
+    )
+    knobs.add_argument("--n-samples", type=int, help="smoothgrad: number of noisy copies")
+    knobs.add_argument(
+        "--variant", choices=("mean", "squared", "variance"), help="smoothgrad variant"
+    )
+    knobs.add_argument("--seed", type=int, help="smoothgrad: noise seed")
+    knobs.add_argument("--steps", type=int, help="integrated-gradients: number of path points")
+    knobs.add_argument(
+        "--layer",
+        help="gradcam: layer name; gradient/deconvnet/guided-backprop: explain "
+        "a channel of this layer instead of a class",
+    )
+    knobs.add_argument(
+        "--channel",
+        type=int,
+        help="with --layer: the channel whose strongest response is explained",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the figure; a wrong argument is one line on stderr and exit status 2."""
+    try:
+        return _run(args)
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as error:
+        print(f"gradviz explain: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .viz import save_png
+    from .widgets.recipes import METHODS, explain, explanation_figure, gallery
+
+    examples = gallery(args.model, random_weights=args.random_weights)
+    if args.list:
+        for i, name in enumerate(examples.image_names):
+            print(f"{args.model}:{i}  {name}")
+        return 0
+    if args.image is None:
+        raise ValueError("which image? give a file, a photo name or GALLERY:N (see --list)")
+    image = _cli_image(args.image, args.model, examples)
+    knobs = {k: v for k in METHODS[args.method] if (v := getattr(args, k, None)) is not None}
+    target = int(args.target) if args.target is not None and args.target.isdigit() else args.target
+    explanation = explain(
+        examples.model, image, args.method, target, class_names=examples.class_names, **knobs
+    )
+    figure = explanation_figure(image, explanation, alpha=args.alpha)
+    path = save_png(figure, args.out, dpi=args.dpi)
+    print(f"wrote {path} ({explanation.method}, target {explanation.target_name})")
+    if explanation.note:
+        print(explanation.note)
+    return 0
+
+
+def _cli_image(spec: str, model_name: str, examples):
+    """GALLERY:N, a shipped photo name or a file, as a (C, H, W) image the model takes."""
+    from . import data, models
+
+    gallery_name, _, index = spec.rpartition(":")
+    if gallery_name and index.isdigit() and not Path(spec).exists():
+        if gallery_name != model_name:
+            raise ValueError(
+                f"image {spec!r} is from the {gallery_name} gallery but --model is {model_name}"
+            )
+        count = len(examples.images)
+        if int(index) >= count:
+            raise ValueError(f"{gallery_name} has {count} examples: 0 to {count - 1}")
+        return examples.images[int(index)]
+    source = data.photo_path(spec) if spec in PHOTOS else spec
+    if model_name in IMAGENET_MODELS:
+        return models.imagenet_preprocess(data.load_image(source))
+    height, width = examples.images.shape[-2:]
+    image = data.load_image(source, (int(height), int(width)))
+    if examples.images.shape[1] == 1:  # the digits model reads greyscale
+        image = image.mean(dim=0, keepdim=True)
+    return image

@@ -1,0 +1,375 @@
+"""Each method run with the knobs of its dashboard: one image, one model, one method, one target.
+
+The dashboards and ``gradviz explain`` both call ``explain`` and ``explanation_figure``, so the
+live picture and the one on a slide agree for the same settings:
+
+    from gradviz_lab.widgets.recipes import explain, explanation_figure, gallery
+    shapes = gallery("shapes")                                   # the lab model, shipped images
+    e = explain(shapes.model, shapes.images[5], "gradcam", target="square")
+    explanation_figure(shapes.images[5], e)                      # viz.show_grid underneath
+
+``explain`` returns an ``Explanation``: titled (H, W) maps ready to draw, the class explained,
+and a note (e.g. integrated gradients' completeness check). ``gallery(name)`` gives the shipped
+examples a lesson starts from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from .. import attribution, data, hooks, models
+from .._checks import resolve_layer
+from ..attribution.integrated import blurred
+from ..viz import show_grid, to_2d
+
+LAB_MODELS = ("digits", "shapes", "shapes-tagged")
+IMAGENET_MODELS = ("vgg16", "vgg19", "alexnet", "resnet18", "resnet50")
+
+# method -> its knobs and their defaults. None means "chosen from the image": the occlusion
+# window is a quarter of the image side, the stride a quarter of the window; the Grad-CAM layer
+# is the last one with spatial feature maps; no layer means "explain a class score".
+METHODS: dict[str, dict[str, Any]] = {
+    "occlusion": {"window": None, "stride": None, "baseline": "black"},
+    "saliency": {"reduce": "max"},
+    "gradient": {"layer": None, "channel": 0},
+    "smoothgrad": {"sigma": 0.15, "n_samples": 25, "variant": "mean", "seed": 0},
+    "deconvnet": {"layer": None, "channel": 0},
+    "guided-backprop": {"layer": None, "channel": 0},
+    "gradcam": {"layer": None},
+    "guided-gradcam": {"layer": None},
+    "integrated-gradients": {"steps": 32, "baseline": "black"},
+}
+BASELINES = ("black", "grey", "mean", "blur")  # what replaces the image: occlusion and IG
+
+
+@dataclass
+class Explanation:
+    """What ``explain`` found: panel title -> (H, W) map, and how to read it.
+
+    target       the explained class index (None when a feature of a layer is explained)
+    target_name  its name, for titles
+    overlay      titles of the maps drawn over the image (Grad-CAM)
+    note         one line of extra facts (e.g. the completeness check of integrated gradients)
+    """
+
+    method: str
+    target: int | None
+    target_name: str
+    maps: dict[str, np.ndarray]
+    overlay: set[str] = field(default_factory=set)
+    note: str = ""
+
+
+# --------------------------------------------------------------------------------------------
+# Shipped examples
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Gallery:
+    """A model with images to explain: images (N, C, H, W) in [0, 1], one name per image."""
+
+    model: nn.Module
+    images: torch.Tensor
+    image_names: list[str]
+    class_names: list[str]
+
+
+GALLERY_SEED = 2024  # shapes drawn for the gallery (the lab models trained on other seeds)
+
+
+def gallery(name: str = "shapes", *, random_weights: bool = False) -> Gallery:
+    """The shipped examples for model ``name``.
+
+    digits         the digits CNN and the first test image of each digit
+    shapes         the shapes CNN, one image per class, then three two-object images
+    shapes-tagged  the shortcut model: the shapes gallery, plus each class with the spurious
+                   tag (the tagged class's mark) painted on
+    vgg16, ...     an ImageNet model (random weights if asked) and the shipped photos, 224x224
+    """
+    if name == "digits":
+        images, labels = data.load_digits("test")
+        first = [int((labels == k).nonzero()[0]) for k in range(len(data.DIGIT_CLASSES))]
+        names = [f"digit {data.DIGIT_CLASSES[labels[i]]} (test #{i})" for i in first]
+        return Gallery(
+            models.load_lab_model("digits"), images[first], names, list(data.DIGIT_CLASSES)
+        )
+    if name in ("shapes", "shapes-tagged"):
+        return _shapes_gallery(name)
+    if name in IMAGENET_MODELS:
+        model = models.imagenet_model(name, pretrained=not random_weights)
+        photos = torch.stack([models.imagenet_preprocess(data.load_photo(p)) for p in data.PHOTOS])
+        return Gallery(model, photos, list(data.PHOTOS), list(model.categories))
+    raise ValueError(
+        f"unknown gallery {name!r}; choose one of {', '.join(LAB_MODELS + IMAGENET_MODELS)}"
+    )
+
+
+def _shapes_gallery(name: str) -> Gallery:
+    classes = list(data.SHAPE_CLASSES)
+    singles = data.make_shapes(40, GALLERY_SEED)
+    first = [int((singles.labels == k).nonzero()[0]) for k in range(len(classes))]
+    images, names = [singles.images[first]], list(classes)
+    pairs = data.make_shapes(3, GALLERY_SEED, objects=2)
+    images.append(pairs.images)
+    names += [" + ".join(classes[k] for k in pair) for pair in pairs.labels.tolist()]
+    if name == "shapes-tagged":  # the mark painted on every class: does the model still see shapes?
+        marked = singles.images[first].clone()
+        mark = data.tag_mask(marked.shape[-1])[0]
+        marked[:, :, mark] = torch.tensor(data.TAG_COLOUR).view(1, 3, 1)
+        images.append(marked)
+        names += [f"{c} (tag painted)" for c in classes]
+    return Gallery(models.load_lab_model(name), torch.cat(images), names, classes)
+
+
+# --------------------------------------------------------------------------------------------
+# Running a method
+# --------------------------------------------------------------------------------------------
+def class_names_of(model: nn.Module, class_names: list[str] | None = None) -> list[str] | None:
+    """The class names given, or the model's own (``.classes`` of the lab models,
+    ``.categories`` of the ImageNet ones), or None."""
+    if class_names is not None:
+        return list(class_names)
+    names = getattr(model, "classes", None) or getattr(model, "categories", None)
+    return list(names) if names is not None else None
+
+
+def resolve_target(
+    model: nn.Module, x: torch.Tensor, target: int | str | None, class_names: list[str] | None
+) -> int:
+    """None -> the predicted class; a class name -> its index; an int -> checked and kept."""
+    with hooks.preserved_state(model), torch.no_grad():
+        logits = model(x)
+    n_classes = logits.shape[-1]
+    if target is None:
+        return int(logits[0].argmax())
+    if isinstance(target, str):
+        if class_names is None or target not in class_names:
+            if target.isdigit():
+                return resolve_target(model, x, int(target), class_names)
+            raise ValueError(
+                f"unknown target class {target!r}; classes are: {_listed(class_names)}"
+            )
+        return class_names.index(target)
+    if isinstance(target, bool) or not isinstance(target, int):
+        raise TypeError(f"target must be None, a class index or a class name, got {target!r}")
+    if not 0 <= target < n_classes:
+        raise ValueError(
+            f"target class {target} is out of range: the model has {n_classes} classes"
+        )
+    return target
+
+
+def _listed(names: list[str] | None, limit: int = 20) -> str:
+    if not names:
+        return "(the model has no class names; use an index)"
+    return ", ".join(names[:limit]) + (
+        f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    )
+
+
+def baseline_image(x: torch.Tensor, name: str) -> torch.Tensor:
+    """What replaces the image in occlusion and integrated gradients, shaped like x:
+    black (0), grey (0.5), the image's mean colour, or the image blurred (std 10% of its side,
+    the same blur as ``integrated_gradients(baseline="blur")``)."""
+    if name == "black":
+        return torch.zeros_like(x)
+    if name == "grey":
+        return torch.full_like(x, 0.5)
+    if name == "mean":
+        return x.mean(dim=(2, 3), keepdim=True).expand_as(x).contiguous()
+    if name == "blur":
+        return blurred(x, sigma=0.1 * min(x.shape[-2:]))
+    raise ValueError(f"baseline must be one of {list(BASELINES)}, got {name!r}")
+
+
+def spatial_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[str, int]]:
+    """(name, channels) of every leaf layer whose output is a (B, K, h, w) map, in forward order."""
+    with hooks.preserved_state(model), torch.no_grad(), hooks.forward_shapes(model) as shapes:
+        model(x[:1])
+    leaves = {name for name, m in model.named_modules() if not list(m.children())}
+    return [
+        (name, shape[1])
+        for name, shape in shapes
+        if name in leaves and len(shape) == 4 and shape[2] * shape[3] > 1
+    ]
+
+
+POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+
+
+def default_layer(model: nn.Module, x: torch.Tensor) -> str:
+    """Grad-CAM's usual layer: the last conv stage, i.e. the last layer with spatial feature
+    maps that is not a pooling layer (VGG19: "features.35", the lecture's choice)."""
+    modules = dict(model.named_modules())
+    layers = [
+        name for name, _ in spatial_layers(model, x) if not isinstance(modules[name], POOLING)
+    ]
+    if not layers:
+        raise ValueError("the model has no layer with a (B, K, h, w) output; pass layer=...")
+    return layers[-1]
+
+
+def conv_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[str, int]]:
+    """(name, channels) of each Conv2d: the layers whose channels a "feature response" explains."""
+    convs = {name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    return [(name, k) for name, k in spatial_layers(model, x) if name in convs]
+
+
+def explain(
+    model: nn.Module,
+    image: torch.Tensor,
+    method: str,
+    target: int | str | None = None,
+    *,
+    class_names: list[str] | None = None,
+    **knobs: Any,
+) -> Explanation:
+    """Run ``method`` on one (C, H, W) image for ``target`` (None = the predicted class, an
+    index or a class name) with the dashboard's knobs (see ``METHODS`` for names and defaults)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    unknown = set(knobs) - set(METHODS[method])
+    if unknown:
+        raise TypeError(
+            f"{method} has no knob {', '.join(sorted(unknown))}; "
+            f"its knobs are {', '.join(METHODS[method]) or 'none'}"
+        )
+    if not isinstance(image, torch.Tensor) or image.dim() != 3:
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ValueError(f"image must be one (C, H, W) tensor, got {shape}")
+    settings = {**METHODS[method], **knobs}
+    x = image.unsqueeze(0)
+    names = class_names_of(model, class_names)
+    if settings.get("layer") is not None and method in BACKPROP:
+        return _feature_explanation(model, x, method, settings["layer"], int(settings["channel"]))
+    c = resolve_target(model, x, target, names)
+    result = Explanation(method, c, names[c] if names else f"class {c}", {})
+    RECIPES[method](model, x, c, settings, result)
+    return result
+
+
+def _as_map(t: torch.Tensor) -> np.ndarray:
+    """(1, 1, H, W) -> (H, W) NumPy."""
+    return t[0, 0].detach().cpu().numpy()
+
+
+# Each recipe runs one method on x (1, C, H, W) for class c and fills in the Explanation.
+def _occlusion(model, x, c, knobs, result: Explanation) -> None:
+    window = knobs["window"] or max(1, min(x.shape[-2:]) // 4)
+    stride = knobs["stride"] or max(1, window // 4)
+    fill = baseline_image(x, knobs["baseline"])
+    drop = attribution.occlusion(model, x, c, window=window, stride=stride, baseline=fill)
+    result.maps[f"occlusion {window}×{window} /{stride}"] = _as_map(drop)
+
+
+def _saliency(model, x, c, knobs, result: Explanation) -> None:
+    reduce = knobs["reduce"]
+    result.maps[f"saliency ({reduce})"] = _as_map(attribution.saliency(model, x, c, reduce=reduce))
+
+
+def _smoothgrad(model, x, c, knobs, result: Explanation) -> None:
+    sigma, n, variant = float(knobs["sigma"]), int(knobs["n_samples"]), knobs["variant"]
+    g = attribution.smoothgrad(
+        model, x, c, n_samples=n, sigma=sigma, variant=variant, seed=int(knobs["seed"])
+    )
+    name = {"mean": "SmoothGrad", "squared": "SmoothGrad²", "variance": "VarGrad"}[variant]
+    result.maps[f"{name} σ={sigma:.2f} N={n}"] = to_2d(g)[0]
+
+
+# The three backward rules through ReLU: method -> (function, panel title)
+BACKPROP = {
+    "gradient": (attribution.input_gradient, "gradient"),
+    "deconvnet": (attribution.deconvnet, "deconvnet"),
+    "guided-backprop": (attribution.guided_backprop, "guided backprop"),
+}
+
+
+def _backprop(model, x, c, knobs, result: Explanation) -> None:
+    function, title = BACKPROP[result.method]
+    result.maps[title] = to_2d(function(model, x, c))[0]
+
+
+def _gradcam(model, x, c, knobs, result: Explanation) -> None:
+    layer = knobs["layer"] or default_layer(model, x)
+    title = f"Grad-CAM {layer}"
+    result.maps[title] = _as_map(attribution.gradcam(model, x, c, layer=layer))
+    result.overlay.add(title)
+
+
+def _guided_gradcam(model, x, c, knobs, result: Explanation) -> None:
+    layer = knobs["layer"] or default_layer(model, x)
+    result.maps[f"guided Grad-CAM {layer}"] = to_2d(
+        attribution.guided_gradcam(model, x, c, layer=layer)
+    )[0]
+
+
+def _integrated_gradients(model, x, c, knobs, result: Explanation) -> None:
+    steps, fill = int(knobs["steps"]), baseline_image(x, knobs["baseline"])
+    ig, delta = attribution.integrated_gradients(
+        model, x, c, baseline=fill, steps=steps, return_delta=True
+    )
+    result.maps[f"IG ({knobs['baseline']}, {steps} steps)"] = to_2d(ig, mode="signed")[0]
+    total, delta = float(ig.sum()), float(delta[0])
+    result.note = (
+        f"completeness: sum of attributions {total:.4g} = f(x) - f(x') {total - delta:.4g} "
+        f"(delta {delta:+.2g})"
+    )
+
+
+RECIPES = {
+    "occlusion": _occlusion,
+    "saliency": _saliency,
+    "gradient": _backprop,
+    "smoothgrad": _smoothgrad,
+    "deconvnet": _backprop,
+    "guided-backprop": _backprop,
+    "gradcam": _gradcam,
+    "guided-gradcam": _guided_gradcam,
+    "integrated-gradients": _integrated_gradients,
+}
+
+
+def _feature_explanation(model, x, method: str, layer: str, channel: int) -> Explanation:
+    """Explain the strongest response of one channel of one layer (the lecture's "max feature
+    response"): the score is max_ij A^channel_ij, read from the layer while the model runs."""
+    name, module = resolve_layer(model, layer)
+    function, title = BACKPROP[method]
+    with hooks.captured_layer(model, name, module) as record:
+
+        def strongest_response(_output: torch.Tensor) -> torch.Tensor:
+            activation = record.outputs[-1]  # this forward pass's (B, K, h, w) at the layer
+            if not 0 <= channel < activation.shape[1]:
+                raise ValueError(
+                    f"channel {channel} is out of range: {name} has {activation.shape[1]} channels"
+                )
+            return activation[:, channel].flatten(1).amax(dim=1)
+
+        g = function(model, x, strongest_response)
+    return Explanation(method, None, f"{name} channel {channel}", {title: to_2d(g)[0]})
+
+
+# --------------------------------------------------------------------------------------------
+# The figure
+# --------------------------------------------------------------------------------------------
+def explanation_figure(
+    image: torch.Tensor, *explanations: Explanation, alpha: float = 0.5, **grid_options: Any
+) -> Figure:
+    """The image and every map of the explanations side by side (``viz.show_grid``).
+
+    Maps listed in an explanation's ``overlay`` are drawn over the image with ``alpha``; the
+    image panel is labelled with the target."""
+    if not explanations:
+        raise ValueError("explanation_figure needs at least one Explanation")
+    maps: dict[str, np.ndarray] = {}
+    alphas: dict[str, float | None] = {}
+    for e in explanations:
+        for title, m in e.maps.items():
+            maps[title] = m
+            alphas[title] = alpha if title in e.overlay else None
+    label = f"target: {explanations[0].target_name}"
+    return show_grid(image, maps, alpha=alphas, row_titles=[label], **grid_options)

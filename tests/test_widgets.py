@@ -1,0 +1,458 @@
+"""Dashboards driven headlessly: set a control's value as a slider would, check the new picture.
+
+Tiny models built here keep this fast and independent of the shipped weights; the last test uses
+the shapes lab model on its two-object image when the weights are present.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+
+import ipywidgets as widgets
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gradviz_lab import attribution, hooks, viz
+from gradviz_lab.widgets import (
+    DASHBOARDS,
+    compare_dashboard,
+    gradcam_dashboard,
+    image_picker,
+    integrated_gradients_dashboard,
+    occlusion_dashboard,
+    recipes,
+    relu_rules_dashboard,
+    saliency_dashboard,
+    smoothgrad_dashboard,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+CLASSES = ["red", "blue", "other"]
+
+
+def tiny_cnn(seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    layers = OrderedDict(
+        conv1=nn.Conv2d(3, 4, 3, padding=1),
+        relu1=nn.ReLU(),
+        pool=nn.MaxPool2d(2),
+        conv2=nn.Conv2d(4, 6, 3, padding=1),
+        relu2=nn.ReLU(inplace=True),
+        gap=nn.AdaptiveAvgPool2d(1),
+        flat=nn.Flatten(),
+        fc=nn.Linear(6, 3),
+    )
+    return nn.Sequential(layers).eval()
+
+
+def tiny_images(n: int = 3, seed: int = 1) -> torch.Tensor:
+    return torch.rand(n, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
+
+
+def colour_detector() -> nn.Sequential:
+    """A fixed-weight net: channel 0 = red, channel 1 = blue (1x1 conv), ReLU, GAP, identity.
+
+    y_red = mean(red), y_blue = mean(blue): Grad-CAM of "red" is the red channel's map, which is
+    non-zero exactly on the red object; "blue" likewise.
+    """
+    conv = nn.Conv2d(3, 2, 1, bias=False)
+    fc = nn.Linear(2, 3, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]).view(2, 3, 1, 1))
+        fc.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]))
+    layers = OrderedDict(
+        conv=conv, relu=nn.ReLU(), gap=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten(), fc=fc
+    )
+    return nn.Sequential(layers).eval()
+
+
+def two_objects() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A 16x16 image with a red square (top left) and a blue square (bottom right), and masks."""
+    image = torch.zeros(3, 16, 16)
+    red, blue = torch.zeros(16, 16, dtype=torch.bool), torch.zeros(16, 16, dtype=torch.bool)
+    red[2:7, 2:7] = True
+    blue[9:14, 9:14] = True
+    image[0][red] = 1.0
+    image[2][blue] = 1.0
+    return image, red, blue
+
+
+def make(factory, model=None, images=None):
+    model = tiny_cnn() if model is None else model
+    images = tiny_images() if images is None else images
+    return factory(model, images, CLASSES)
+
+
+def set_value(dash, name, value):
+    dash.controls[name].value = value
+    assert dash.last_error is None, f"refresh failed: {dash.last_error!r}"
+
+
+# ---------------------------------------------------------------- every dashboard
+@pytest.mark.parametrize("name", list(DASHBOARDS))
+def test_every_dashboard_renders_and_leaves_the_model_alone(name):
+    model = tiny_cnn()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    dash = DASHBOARDS[name](model, tiny_images(), CLASSES)
+    assert isinstance(dash, widgets.VBox)  # displays itself as a cell's last expression
+    assert "gradviz-dashboard" in dash._dom_classes
+    assert dash.last_error is None, dash.last_error
+    assert dash.last_png.startswith(PNG_SIGNATURE) and dash.picture.value == dash.last_png
+    assert dash.renders == 1 and dash.error.value == ""
+    assert dash.progress.layout.visibility == "hidden"
+    # every map on show is 2-D, at the image's size, finite
+    for title, m in dash.last_maps.items():
+        assert m.shape == (16, 16) and np.isfinite(m).all(), title
+    # the model is exactly as before: eval mode, weights, no grads, no hooks
+    assert not model.training and hooks.count_hooks(model) == 0
+    assert all(p.grad is None and p.requires_grad for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    # a new image gives a new picture
+    dash.controls["image"].value = 1
+    assert dash.last_error is None and dash.renders == 2
+
+
+def test_set_changes_several_controls_with_one_redraw():
+    dash = make(smoothgrad_dashboard)
+    renders = dash.renders
+    dash.set(sigma=0.05, n_samples=2, seed=3)
+    assert dash.renders == renders + 1 and dash.last_error is None
+    assert (dash.controls["sigma"].value, dash.controls["n_samples"].value) == (0.05, 2)
+    assert "σ=0.05 N=2" in " ".join(dash.last_maps)
+    with pytest.raises(ValueError, match="no control named sigmaa"):
+        dash.set(sigmaa=0.1)
+
+
+def test_dashboards_reject_bad_arguments():
+    with pytest.raises(TypeError, match="nn.Module"):
+        saliency_dashboard("not a model", tiny_images(), CLASSES)
+    with pytest.raises(ValueError, match="images="):
+        saliency_dashboard(tiny_cnn())
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        saliency_dashboard(tiny_cnn(), tiny_images() * 300, CLASSES)
+    with pytest.raises(ValueError, match="class names"):
+        saliency_dashboard(tiny_cnn(), tiny_images(), ["a", "b"])
+    with pytest.raises(ValueError, match="image names"):
+        saliency_dashboard(tiny_cnn(), tiny_images(), CLASSES, image_names=["one"])
+
+
+# ---------------------------------------------------------------- SmoothGrad
+def test_smoothgrad_sigma_changes_the_map_and_the_seed_fixes_it():
+    model, images = tiny_cnn(), tiny_images()
+    dash = make(smoothgrad_dashboard, model, images)
+    dash.set(n_samples=5, sigma=0.1)
+    map_a = dash.last_map.copy()
+    set_value(dash, "sigma", 0.3)
+    map_b = dash.last_map.copy()
+    assert not np.allclose(map_a, map_b)  # another sigma, another map
+    # the same sigma and seed, computed afresh by another dashboard: the same map
+    fresh = make(smoothgrad_dashboard, model, images)
+    fresh.set(n_samples=5, sigma=0.1)
+    np.testing.assert_array_equal(fresh.last_map, map_a)
+    # another seed: another map
+    dash.set(sigma=0.1, seed=7)
+    assert not np.allclose(dash.last_map, map_a)
+    # and the dashboard shows exactly what the function computes
+    predicted = int(model(images[:1]).argmax())
+    direct = attribution.smoothgrad(model, images[:1], predicted, n_samples=5, sigma=0.1, seed=7)
+    np.testing.assert_allclose(dash.last_map, viz.to_2d(direct)[0], rtol=1e-5, atol=1e-8)
+
+
+def test_smoothgrad_with_no_noise_is_the_gradient():
+    dash = make(smoothgrad_dashboard)
+    dash.set(sigma=0.0, n_samples=3)
+    assert dash.last_error is None
+    gradient, smooth = dash.last_maps.values()
+    np.testing.assert_allclose(smooth, gradient, rtol=1e-5, atol=1e-9)
+
+
+# ---------------------------------------------------------------- Grad-CAM
+def test_gradcam_another_class_gives_another_map_on_the_two_object_image():
+    image, red, blue = two_objects()
+    dash = gradcam_dashboard(colour_detector(), torch.stack([image, image.flip(-1)]), CLASSES)
+    dash.set(layer="relu", target=0)
+    red_map = dash.last_map.copy()
+    set_value(dash, "target", 1)
+    blue_map = dash.last_map.copy()
+    assert not np.allclose(red_map, blue_map)
+    # each class lights up its own object and nothing else
+    assert (red_map[red] > 0).all() and (red_map[~red] == 0).all()
+    assert (blue_map[blue] > 0).all() and (blue_map[~blue] == 0).all()
+    assert "explaining: <b>blue</b>" in dash.caption.value
+
+
+def test_gradcam_alpha_redraws_without_recomputing():
+    dash = make(gradcam_dashboard)
+    misses, png, cam = dash.cache.misses, dash.last_png, dash.last_map.copy()
+    set_value(dash, "alpha", 0.9)
+    assert dash.cache.misses == misses  # the maps came from the cache
+    assert dash.last_png != png  # but the picture changed
+    np.testing.assert_array_equal(dash.last_map, cam)
+
+
+def test_gradcam_layer_and_match_with_the_function():
+    model, images = tiny_cnn(), tiny_images()
+    dash = make(gradcam_dashboard, model, images)
+    assert dash.controls["layer"].options == ("conv1", "relu1", "pool", "conv2", "relu2")
+    assert dash.controls["layer"].value == "relu2"  # the last spatial layer by default
+    set_value(dash, "target", 2)
+    direct = attribution.gradcam(model, images[:1], 2, layer="relu2")
+    np.testing.assert_allclose(dash.last_map, direct[0, 0].numpy(), rtol=1e-5, atol=1e-8)
+    set_value(dash, "layer", "conv1")
+    direct = attribution.gradcam(model, images[:1], 2, layer="conv1")
+    np.testing.assert_allclose(dash.last_map, direct[0, 0].numpy(), rtol=1e-5, atol=1e-8)
+
+
+# ---------------------------------------------------------------- occlusion
+def test_occlusion_knobs_reach_the_method_and_the_progress_bar_moves():
+    model, images = tiny_cnn(), tiny_images()
+    dash = make(occlusion_dashboard, model, images)
+    seen: list[float] = []
+    dash.progress.observe(lambda change: seen.append(change["new"]), names="value")
+    dash.set(window=4, stride=1, baseline="grey")  # 13 x 13 windows: several batches of 64
+    assert dash.last_error is None
+    predicted = int(model(images[:1]).argmax())
+    direct = attribution.occlusion(model, images[:1], predicted, window=4, stride=1, baseline=0.5)
+    np.testing.assert_allclose(dash.last_map, direct[0, 0].numpy(), rtol=1e-5, atol=1e-7)
+    assert seen[-1] == pytest.approx(1.0) and len(set(seen)) > 3  # the bar went up in steps
+    assert dash.progress.layout.visibility == "hidden"  # and is gone when the work is done
+    before = dash.last_map.copy()
+    set_value(dash, "stride", 3)
+    assert not np.allclose(before, dash.last_map)
+    # the stride never exceeds the window: every pixel gets hidden by some window
+    set_value(dash, "window", 2)
+    assert dash.controls["stride"].max == 2 and dash.controls["stride"].value == 2
+
+
+# ---------------------------------------------------------------- saliency and targets
+def test_saliency_reduction_and_target_class():
+    model, images = tiny_cnn(), tiny_images()
+    dash = make(saliency_dashboard, model, images)
+    set_value(dash, "target", 1)
+    max_map = dash.last_map.copy()
+    grad = attribution.input_gradient(model, images[:1], 1)[0].abs()
+    np.testing.assert_allclose(max_map, grad.amax(0).numpy(), rtol=1e-5)  # max_c |dy/dx_c|
+    set_value(dash, "reduce", "mean")
+    np.testing.assert_allclose(dash.last_map, grad.mean(0).numpy(), rtol=1e-5)
+    set_value(dash, "target", 0)
+    assert not np.allclose(dash.last_map, grad.mean(0).numpy())
+
+
+def test_clip_percentile_only_redraws():
+    dash = make(saliency_dashboard)
+    misses, saliency_map = dash.cache.misses, dash.last_map.copy()
+    set_value(dash, "clip", 90.0)
+    assert dash.cache.misses == misses
+    (panel,) = [ax for ax in dash.last_figure.axes if ax.get_title().startswith("saliency")]
+    assert panel.images[0].get_clim() == pytest.approx(
+        (0.0, np.percentile(saliency_map, 90.0)), rel=1e-5
+    )
+
+
+def test_cache_returns_to_a_setting_without_recomputing():
+    dash = make(saliency_dashboard)
+    first = dash.last_map.copy()
+    set_value(dash, "target", 2)
+    set_value(dash, "target", 0)
+    misses = dash.cache.misses
+    set_value(dash, "target", 2)
+    set_value(dash, "target", 0)
+    assert dash.cache.misses == misses and dash.cache.hits >= 2
+    # "predicted class" is the same cache entry as choosing that class by hand
+    predicted = int(dash.probabilities(0).argmax())
+    set_value(dash, "target", predicted)
+    misses = dash.cache.misses
+    set_value(dash, "target", -1)
+    assert dash.cache.misses == misses
+    np.testing.assert_array_equal(dash.last_map, first)
+
+
+# ---------------------------------------------------------------- deconvnet vs guided backprop
+def test_relu_rules_class_and_feature_response():
+    model, images = tiny_cnn(), tiny_images()
+    dash = make(relu_rules_dashboard, model, images)
+    assert list(dash.last_maps) == ["gradient", "deconvnet", "guided backprop"]
+    assert dash.controls["layer"].disabled and dash.controls["channel"].disabled
+    set_value(dash, "explain", "feature response")
+    assert not dash.controls["layer"].disabled and dash.target.disabled
+    assert dash.controls["layer"].options == ("conv1", "conv2")
+    assert dash.controls["channel"].max == 5  # conv2 has 6 channels
+    set_value(dash, "layer", "conv1")
+    assert dash.controls["channel"].max == 3
+    set_value(dash, "channel", 2)
+    assert "conv1 channel 2" in dash.caption.value
+    # independent reference: the gradient of max_ij conv1(x)[2, i, j], by slicing the network
+    x = images[:1].clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(model.conv1(x)[0, 2].max(), x)
+    np.testing.assert_allclose(
+        dash.last_maps["gradient"], grad[0].abs().sum(0).numpy(), rtol=1e-5, atol=1e-9
+    )
+    # below the first ReLU the three rules agree
+    np.testing.assert_allclose(
+        dash.last_maps["guided backprop"], dash.last_maps["gradient"], rtol=1e-5, atol=1e-9
+    )
+    np.testing.assert_allclose(
+        dash.last_maps["deconvnet"], dash.last_maps["gradient"], rtol=1e-5, atol=1e-9
+    )
+    assert hooks.count_hooks(model) == 0
+
+
+# ---------------------------------------------------------------- integrated gradients
+def test_integrated_gradients_steps_and_completeness():
+    model, images = tiny_cnn(), tiny_images()
+    dash = make(integrated_gradients_dashboard, model, images)
+    dash.set(target=1, steps=64)
+    with torch.no_grad():
+        gap = float(model(images[:1])[0, 1] - model(torch.zeros_like(images[:1]))[0, 1])
+    # the signed map adds up to f(x) - f(black)
+    assert dash.last_map.sum() == pytest.approx(gap, rel=1e-2, abs=1e-5)
+    assert "completeness" in dash.caption.value
+    few = dash.last_map.copy()
+    set_value(dash, "steps", 2)
+    assert not np.allclose(few, dash.last_map)
+    dash.set(baseline="grey", steps=64)
+    with torch.no_grad():
+        gap = float(model(images[:1])[0, 1] - model(torch.full_like(images[:1], 0.5))[0, 1])
+    assert dash.last_map.sum() == pytest.approx(gap, rel=1e-2, abs=1e-5)
+
+
+# ---------------------------------------------------------------- compare and picker
+def test_compare_shows_every_method():
+    dash = make(compare_dashboard)
+    titles = " | ".join(dash.last_maps)
+    for word in (
+        "saliency",
+        "SmoothGrad",
+        "deconvnet",
+        "guided backprop",
+        "Grad-CAM",
+        "IG",
+        "occlusion",
+    ):
+        assert word in titles
+    png = dash.last_png
+    set_value(dash, "target", 2)
+    assert dash.last_png != png
+
+
+def test_image_picker_flicks_through_the_images():
+    images = tiny_images(4)
+    dash = image_picker(tiny_cnn(), images, CLASSES, image_names=["a", "b", "c", "d"])
+    assert isinstance(dash.controls["image"], widgets.IntSlider)
+    assert list(dash.controls) == ["image"] and dash.controls["image"].max == 3
+    png = dash.last_png
+    set_value(dash, "image", 2)
+    assert dash.last_png != png and "<b>c</b>" in dash.caption.value
+    assert torch.equal(dash.selected_image, images[2])
+
+
+# ---------------------------------------------------------------- errors in callbacks
+class Switchable(nn.Module):
+    """A model that raises while ``broken`` is set, like a bug in a student's network."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = tiny_cnn()
+        self.broken = False
+
+    def forward(self, x):
+        if self.broken:
+            raise RuntimeError("the network is broken <on purpose>")
+        return self.net(x)
+
+
+def test_an_error_in_a_callback_is_shown_in_the_dashboard(caplog):
+    model = Switchable()
+    dash = smoothgrad_dashboard(model, tiny_images(), CLASSES)
+    png = dash.last_png
+    model.broken = True
+    with caplog.at_level(logging.ERROR, logger="gradviz_lab.widgets"):
+        dash.controls["sigma"].value = 0.3  # must not raise out of the callback
+    assert isinstance(dash.last_error, RuntimeError)
+    assert "RuntimeError" in dash.error.value
+    assert "&lt;on purpose&gt;" in dash.error.value  # escaped, shown as text
+    assert "broken" in caplog.text  # and logged
+    assert dash.last_png == png  # the last good picture stays
+    model.broken = False
+    dash.controls["sigma"].value = 0.2
+    assert dash.last_error is None and dash.error.value == ""
+
+
+def test_the_progress_bar_hides_after_an_error():
+    model = Switchable()
+    dash = occlusion_dashboard(model, tiny_images(), CLASSES)
+    model.broken = True
+    dash.controls["stride"].value = 2
+    assert dash.last_error is not None and dash.progress.layout.visibility == "hidden"
+
+
+class FunctionalReLU(nn.Module):
+    """relu called as a function: deconvnet and guided backprop cannot change it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+
+
+def test_warnings_while_computing_are_shown_in_the_caption():
+    torch.manual_seed(0)
+    dash = relu_rules_dashboard(FunctionalReLU(), tiny_images(), CLASSES)
+    assert dash.last_error is None
+    assert "warning:" in dash.caption.value and "relu as a function" in dash.caption.value
+    # a cached result keeps its warning
+    set_value(dash, "target", 1)
+    set_value(dash, "target", -1)
+    assert "relu as a function" in dash.caption.value
+
+
+# ---------------------------------------------------------------- the lab model
+def test_gradcam_of_the_shapes_model_follows_the_class_on_two_object_images():
+    from gradviz_lab import data, models
+
+    if not models.lab_weights_path("shapes").is_file():
+        pytest.skip("shapes lab weights not trained yet (gradviz train shapes)")
+    dash = gradcam_dashboard()  # the default: the shapes model and its gallery
+    assert dash.last_error is None
+    pairs = [i for i, name in enumerate(dash.image_names) if " + " in name]
+    assert len(pairs) == 3  # the gallery ends with three two-object images
+    masks = data.make_shapes(3, recipes.GALLERY_SEED, objects=2).masks.numpy()
+    own, other = [], []  # share of each class's map on its own object, on the other object
+    for mask, i in zip(masks, pairs):
+        cams = []
+        for k, name in enumerate(dash.image_names[i].split(" + ")):
+            dash.set(image=i, target=dash.class_names.index(name))
+            assert dash.last_error is None
+            cams.append(dash.last_map.copy())
+            total = max(float(cams[-1].sum()), 1e-12)
+            own.append(cams[-1][mask[k]].sum() / total)
+            other.append(cams[-1][mask[1 - k]].sum() / total)
+        assert not np.allclose(cams[0], cams[1])  # another class, another map
+    # on average, a class's map lies more on its own object than on the other one
+    assert np.mean(own) > 2 * np.mean(other), (own, other)
+
+
+def test_a_model_in_train_mode_stays_in_train_mode_with_its_statistics():
+    torch.manual_seed(3)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 3),
+    ).train()
+    stats = {k: v.clone() for k, v in model.state_dict().items()}
+    for factory in (saliency_dashboard, smoothgrad_dashboard, image_picker):
+        dash = factory(model, tiny_images(), CLASSES)
+        assert dash.last_error is None
+        dash.controls["image"].value = 2
+    assert model.training and all(m.training for m in model.modules())
+    assert all(torch.equal(stats[k], v) for k, v in model.state_dict().items())  # running stats
+    assert hooks.count_hooks(model) == 0
