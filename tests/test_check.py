@@ -234,3 +234,113 @@ def test_integrated_gradients_checker(capsys):
     report = check.check_integrated_gradients(make_student_ig(left_sum=True))
     assert not report.passed and "k = 1..m" in capsys.readouterr().out
     assert not check.check_integrated_gradients(not_implemented).implemented
+
+
+# ---- lesson 8: gradient-norm table and one ascent step ----------------------------------------
+
+def make_student_gradient_norms(clear=True, with_biases=False, signed_mean=False, reduction="mean",
+                                call_eval=False):
+    """The table from .grad after one backward pass, written the obvious way."""
+    def gradient_norms(model, x, target):
+        if clear:
+            for p in model.parameters():
+                p.grad = None
+        if call_eval:
+            model.eval()
+        nn.functional.cross_entropy(model(x), target, reduction=reduction).backward()
+        rows = []
+        for p in model.parameters():
+            if p.dim() > 1 or with_biases:
+                g = p.grad
+                rows.append([(g.mean() if signed_mean else g.abs().mean()).item(), g.abs().max().item(),
+                             g.pow(2).sum().sqrt().item()])
+        return torch.tensor(rows, dtype=torch.float64)
+    return gradient_norms
+
+
+def test_gradient_norms_checker_passes_the_obvious_implementation():
+    report = check.check_gradient_norms(make_student_gradient_norms())
+    assert report.passed and len(report.results) == 3
+
+
+GRADIENT_NORM_MISTAKES = [  # (the mistake, its hint, which of the 3 cases it fails)
+    (dict(clear=False), "clear the stale gradients", [True, True, False]),
+    (dict(with_biases=True), "leave the biases", [False, False, False]),
+    (dict(signed_mean=True), "take |g| before the mean", [False, False, False]),
+    (dict(reduction="sum"), "not the sum", [False, False, False]),
+    (dict(call_eval=True), "model.eval() changes what batch norm computes", [True, True, False]),
+]
+
+
+def test_gradient_norms_checker_names_each_typical_mistake(capsys):
+    for mistake, hint, results in GRADIENT_NORM_MISTAKES:
+        report = check.check_gradient_norms(make_student_gradient_norms(**mistake))
+        assert report.results == results, mistake
+        assert hint in capsys.readouterr().out, mistake
+
+
+def test_gradient_norms_reference_is_the_hand_formula_on_a_linear_model():
+    # L = mean_b CE(W x_b, t_b): dL/dW = mean_b (softmax(W x_b) - onehot(t_b)) x_b^T, by hand
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3, bias=False)).double()
+    x, target = torch.rand(5, 1, 2, 2, dtype=torch.float64), torch.tensor([0, 2, 1, 1, 0])
+    flat = x.flatten(1)
+    residual = (flat @ model[1].weight.detach().T).softmax(1) - nn.functional.one_hot(target, 3)
+    g = residual.T @ flat / 5
+    expected = torch.tensor([[g.abs().mean(), g.abs().max(), g.norm()]], dtype=torch.float64)
+    torch.testing.assert_close(check._reference_gradient_norms(model, x, target), expected)
+
+
+def make_student_ascent_step(normalise_per_image=True, subtract_l2=True, clamp=True, normalise=True,
+                             probability=False):
+    def ascent_step(model, x, target, lr, l2):
+        x = x.clone().requires_grad_(True)
+        output = model(x).softmax(dim=1) if probability else model(x)
+        logit = output[torch.arange(len(x)), target]
+        penalty = ((x - 0.5) ** 2).sum(dim=(1, 2, 3))
+        objective = logit - l2 * penalty if subtract_l2 else logit + l2 * penalty
+        g, = torch.autograd.grad(objective.sum(), x)
+        scale = g.abs().mean(dim=(1, 2, 3), keepdim=True) if normalise_per_image else g.abs().mean()
+        scale = scale if normalise else 1.0
+        new = x.detach() + lr * g / scale
+        return new.clamp(0, 1) if clamp else new
+    return ascent_step
+
+
+def test_ascent_step_checker(capsys):
+    assert check.check_ascent_step(make_student_ascent_step()).passed
+    capsys.readouterr()
+    report = check.check_ascent_step(make_student_ascent_step(subtract_l2=False))
+    # case 2 has l2 = 0, where the sign of the penalty cannot matter
+    assert report.results == [False, True, False] and "the L2 term is a penalty" in capsys.readouterr().out
+    report = check.check_ascent_step(make_student_ascent_step(clamp=False))
+    assert not report.passed and "clamp after the step" in capsys.readouterr().out
+    # one image per batch in case 1: per-image and batch means agree there, and only there
+    report = check.check_ascent_step(make_student_ascent_step(normalise_per_image=False))
+    assert report.results == [True, False, False] and "per image" in capsys.readouterr().out
+    report = check.check_ascent_step(make_student_ascent_step(normalise=False))
+    assert not report.passed and "lr * g / mean|g|" in capsys.readouterr().out
+    report = check.check_ascent_step(make_student_ascent_step(probability=True))
+    assert not report.passed and "not the softmax probability" in capsys.readouterr().out
+
+
+def test_ascent_step_reference_is_one_step_of_the_library_ascent():
+    from gradviz_lab.featureviz import class_visualisation
+
+    model, classes = check.tiny_cnn(4), [1, 3]
+    knobs = dict(steps=1, lr=0.05, l2=0.2, jitter=0, blur_every=0, seed=5)
+    library = class_visualisation(model, classes, (3, 8, 8), **knobs)
+    # the library's start: mid-grey plus a little seeded noise
+    noise = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    start = (0.5 + 0.05 * noise).clamp(0, 1).double()
+    ours = check._reference_ascent_step(model, start, torch.tensor(classes), lr=0.05, l2=0.2)
+    torch.testing.assert_close(ours, library)
+    assert not torch.equal(ours, start)
+
+
+def test_lesson_8_checkers_greet_an_untouched_stub_with_one_line(capsys):
+    for checker in (check.check_gradient_norms, check.check_ascent_step):
+        report = checker(not_implemented)
+        assert not report.passed and not report.implemented
+        out = capsys.readouterr().out.strip().splitlines()
+        assert len(out) == 1 and "not implemented yet" in out[0]
