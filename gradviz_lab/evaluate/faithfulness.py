@@ -1,0 +1,158 @@
+"""Deletion and insertion: does the map rank the pixels the model really uses first?
+(Petsiuk, Das & Saenko 2018, "RISE: randomized input sampling for explanation of black-box
+models", section 4.1)
+
+- deletion:  remove the pixels from the most salient down (replace them by a baseline, e.g. black)
+             and record the probability of the target class. A faithful map makes it drop fast:
+             a *low* area under the curve is good.
+- insertion: start from a blurred copy and put the pixels back, most salient first. A faithful
+             map makes the probability rise fast: a *high* area under the curve is good.
+
+The pixels are changed in ``steps`` near-equal groups (at least one pixel per step), so a curve
+has steps + 1 points at the fractions 0, ~1/steps, ..., 1 of the pixels; its AUC is the
+trapezoid rule over these fractions.
+Ties in the map are broken by raster order (top row first, left to right), so a map with flat
+regions gives one reproducible curve. All steps of all images go through the model in batches of
+``batch_size``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .. import hooks
+from .._checks import (
+    Target,
+    check_choice,
+    check_images,
+    check_positive_int,
+    fixed_target,
+    target_scores,
+)
+from ..attribution.integrated import make_baseline
+from ._maps import pixel_map
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A deletion or insertion curve: the target score after changing a fraction of the pixels.
+
+    fractions (S + 1,) from 0 to 1; scores (B, S + 1), one curve per image; kind "deletion" or
+    "insertion". ``auc`` is the area under each curve, (B,).
+    """
+
+    fractions: torch.Tensor
+    scores: torch.Tensor
+    kind: str
+
+    @property
+    def auc(self) -> torch.Tensor:
+        return torch.trapezoid(self.scores, self.fractions, dim=-1)
+
+
+def pixel_ranks(saliency_map: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) map -> (B, H, W) ranks: 0 for the most salient pixel, H*W - 1 for the least.
+    Equal values keep raster order (a stable sort), so ties are broken the same way every time."""
+    flat = saliency_map.flatten(1)
+    order = torch.argsort(flat, dim=1, descending=True, stable=True)
+    positions = torch.arange(flat.shape[1], device=flat.device).expand_as(order)
+    return torch.empty_like(order).scatter_(1, order, positions).view_as(saliency_map)
+
+
+def changed_counts(n_pixels: int, steps: int) -> torch.Tensor:
+    """How many pixels are changed after each step: floor(i * n / steps) for i = 0..steps."""
+    return torch.arange(steps + 1) * n_pixels // steps
+
+
+def _class_score(output: torch.Tensor, target: torch.Tensor | object, score: str) -> torch.Tensor:
+    if isinstance(target, torch.Tensor) and score == "probability":
+        output = output.softmax(dim=1)  # Petsiuk et al. record the class probability
+    return target_scores(output, target)
+
+
+def perturbation_curve(
+    model: nn.Module,
+    x: torch.Tensor,
+    saliency_map: torch.Tensor,
+    kind: str,
+    target: Target = None,
+    steps: int = 32,
+    baseline: str | float | torch.Tensor | None = None,
+    score: str = "probability",
+    batch_size: int = 64,
+) -> Curve:
+    """The deletion or insertion curve (``kind``) of each image: see ``deletion_curve``."""
+    check_images(model, x)
+    check_choice(kind, "kind", ("deletion", "insertion"))
+    check_choice(score, "score", ("probability", "logit"))
+    check_positive_int(batch_size, "batch_size")
+    batch, _, height, width = x.shape
+    n_pixels = height * width
+    steps = min(check_positive_int(steps, "steps"), n_pixels)  # at most one pixel per step
+    ranks = pixel_ranks(pixel_map(saliency_map, height, width, batch)).to(x.device).unsqueeze(1)
+    if baseline is None:
+        baseline = 0.0 if kind == "deletion" else "blur"
+    fill = make_baseline(x, baseline)
+    # Deletion goes from the image to the baseline, insertion from the baseline to the image.
+    before, after = (x, fill) if kind == "deletion" else (fill, x)
+    counts = changed_counts(n_pixels, steps).to(x.device)
+    n_items = batch * (steps + 1)  # item = (image, step)
+    scores = torch.empty(n_items, dtype=torch.float64, device=x.device)
+    with hooks.preserved_state(model), torch.no_grad():
+        target = fixed_target(model, x, target)  # explain the clean image's class all along
+        for start in range(0, n_items, batch_size):
+            items = torch.arange(start, min(start + batch_size, n_items), device=x.device)
+            images, step = items // (steps + 1), items % (steps + 1)
+            changed = ranks[images] < counts[step].view(-1, 1, 1, 1)  # the first counts pixels
+            perturbed = torch.where(changed, after[images], before[images])
+            chunk_target = target[images] if isinstance(target, torch.Tensor) else target
+            scores[items] = _class_score(model(perturbed), chunk_target, score).double()
+    fractions = counts.double() / n_pixels
+    return Curve(fractions, scores.view(batch, steps + 1), kind)
+
+
+def deletion_curve(
+    model: nn.Module,
+    x: torch.Tensor,
+    saliency_map: torch.Tensor,
+    target: Target = None,
+    steps: int = 32,
+    baseline: str | float | torch.Tensor = 0.0,
+    score: str = "probability",
+    batch_size: int = 64,
+) -> Curve:
+    """Deletion (Petsiuk et al. 2018): remove pixels in the map's order; a low AUC is good.
+
+        curve_b(f) = p_c(x_b with its most salient fraction f of pixels set to the baseline)
+
+    saliency_map: (B, 1, H, W) or (B, H, W), one value per pixel (all channels of a pixel are
+    removed together). target: None (the clean image's predicted class), an int, B ints or a
+    callable output -> (B,) scores. baseline: 0.0 (black, as in RISE), a value, "zeros", "blur" or
+    an image. score: "probability" (softmax, as in RISE) or "logit"; a callable target's own
+    score is used as is. Returns a ``Curve``; ``curve.auc`` is (B,).
+    """
+    return perturbation_curve(model, x, saliency_map, "deletion", target, steps, baseline, score, batch_size)
+
+
+def insertion_curve(
+    model: nn.Module,
+    x: torch.Tensor,
+    saliency_map: torch.Tensor,
+    target: Target = None,
+    steps: int = 32,
+    baseline: str | float | torch.Tensor = "blur",
+    score: str = "probability",
+    batch_size: int = 64,
+) -> Curve:
+    """Insertion (Petsiuk et al. 2018): put pixels back in the map's order; a high AUC is good.
+
+        curve_b(f) = p_c(the baseline with the most salient fraction f of x_b's pixels restored)
+
+    baseline: "blur" by default (a Gaussian blur of std 10% of the image side, as the
+    integrated-gradients baseline of the same name; RISE starts from a blurred image too), or
+    0.0, "zeros", a value or an image. Other arguments as ``deletion_curve``.
+    """
+    return perturbation_curve(model, x, saliency_map, "insertion", target, steps, baseline, score, batch_size)

@@ -1,0 +1,234 @@
+"""The table of all methods (evaluate_methods), the shortcut report, the controls and Table."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from gradviz_lab import attribution
+from gradviz_lab.data import TAG_COLOUR, tag_mask
+from gradviz_lab.evaluate import (
+    Table,
+    accuracy,
+    as_pixel_map,
+    default_methods,
+    edge_map,
+    evaluate_methods,
+    random_map,
+    shortcut_report,
+    with_tag,
+)
+from gradviz_lab.hooks import count_hooks
+
+COLUMNS = ["method", "pointing", "energy", "deletion_auc", "insertion_auc", "rand_spearman", "rand_ssim"]
+
+
+def small_cnn(seed: int = 0) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = nn.Sequential(
+            nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3),
+        )  # fmt: skip
+    return model.eval()
+
+
+def squares(n: int, size: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Noisy images with one bright square each, labels 0..2 in turn, and the squares' masks."""
+    generator = torch.Generator().manual_seed(seed)
+    x = 0.4 * torch.rand(n, 3, size, size, generator=generator)
+    masks = torch.zeros(n, 1, size, size, dtype=torch.bool)
+    for i, (top, left) in enumerate(torch.randint(0, size - 5, (n, 2), generator=generator).tolist()):
+        masks[i, :, top : top + 5, left : left + 5] = True
+    return torch.where(masks, 1.0, x), torch.arange(n) % 3, masks
+
+
+# --- Table -------------------------------------------------------------------------------------
+
+
+def test_table_prints_fixed_decimals_without_negative_zero():
+    table = Table([{"method": "a", "score": 0.12345, "n": 3}, {"method": "bb", "score": -0.00001, "n": 10}], title="T")
+    assert str(table) == "T\nmethod  score   n\n------  -----  --\na       0.123   3\nbb      0.000  10"
+    assert table.to_markdown() == (
+        "**T**\n\n| method | score | n |\n|:---|---:|---:|\n| a | 0.123 | 3 |\n| bb | 0.000 | 10 |"
+    )
+    assert table.column("n") == [3, 10] and table[1]["method"] == "bb" and len(table) == 2
+    assert str(Table([{"x": float("nan"), "y": -1.5}], precision=1)).splitlines()[-1] == "nan  -1.5"
+
+
+def test_table_rejects_rows_with_other_columns_and_unknown_columns():
+    with pytest.raises(ValueError, match="same columns"):
+        Table([{"a": 1}, {"b": 2}])
+    with pytest.raises(KeyError, match="columns are"):
+        Table([{"a": 1}]).column("b")
+
+
+# --- controls and maps -------------------------------------------------------------------------
+
+
+def test_edge_map_by_hand():
+    x = torch.zeros(1, 1, 4, 4)
+    x[..., 2:] = 1.0  # a vertical step between columns 1 and 2
+    # Sobel x-derivative: (1 + 2 + 1) x the step at the two columns beside it, 0 elsewhere.
+    assert edge_map(None, x).tolist() == [[[[0.0, 4.0, 4.0, 0.0]] * 4]]
+
+
+def test_random_map_is_seeded_and_ignores_the_images():
+    x = torch.rand(2, 3, 5, 5)
+    assert torch.equal(random_map(None, x, seed=3), random_map(None, torch.zeros_like(x), seed=3))
+    assert not torch.equal(random_map(None, x, seed=3), random_map(None, x, seed=4))
+    assert random_map(None, x).shape == (2, 1, 5, 5)
+
+
+def test_as_pixel_map_sums_absolute_channels():
+    a = torch.tensor([[[[1.0]], [[-2.0]], [[3.0]]]])  # (1, 3, 1, 1)
+    assert as_pixel_map(a).tolist() == [[[[6.0]]]]
+    single = torch.tensor([[[[-1.0]]]])
+    assert as_pixel_map(single).tolist() == [[[[-1.0]]]]  # one channel: kept, with its sign
+    with pytest.raises(ValueError, match="B, C, H, W"):
+        as_pixel_map(torch.zeros(2, 3))
+
+
+# --- evaluate_methods --------------------------------------------------------------------------
+
+
+def test_every_default_method_is_scored_reproducibly_and_the_model_is_unchanged():
+    model = small_cnn()
+    model.register_forward_hook(lambda *args: None)
+    model[0].weight.grad = torch.ones_like(model[0].weight)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y, masks = squares(4)
+    table = evaluate_methods(model, x, y, masks, steps=8)
+    assert table.columns == COLUMNS
+    assert table.column("method") == list(default_methods())
+    for row in table:
+        for column in COLUMNS[1:5]:
+            assert 0.0 <= row[column] <= 1.0, (row["method"], column)
+    # The controls ignore the model: their maps are those of the randomised model too.
+    rows = {row["method"]: row for row in table}
+    assert rows["random"]["rand_spearman"] == pytest.approx(1.0) and rows["edges"]["rand_ssim"] == pytest.approx(1.0)
+    assert rows["saliency"]["rand_spearman"] < 0.99
+    again = evaluate_methods(model, x, y, masks, steps=8)
+    assert str(again) == str(table) and again.rows == table.rows
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert count_hooks(model) == 1 and torch.equal(model[0].weight.grad, torch.ones_like(model[0].weight))
+    assert not model.training
+
+
+def test_an_oracle_map_wins_localisation_and_its_numbers_are_the_functions_numbers():
+    model = small_cnn()
+    x, y, masks = squares(6)
+    oracle = {"mask": lambda m, images, target: masks.float(), "inverse": lambda m, images, target: (~masks).float()}
+    table, maps = evaluate_methods(model, x, y, masks, oracle, steps=6, randomisation=False, return_maps=True)
+    assert table.columns == COLUMNS[:5]
+    assert table[0]["pointing"] == 1.0 and table[0]["energy"] == 1.0
+    assert table[1]["pointing"] == 0.0 and table[1]["energy"] == 0.0
+    assert torch.equal(maps["mask"], masks.float())
+    from gradviz_lab.evaluate import deletion_curve
+
+    expected = deletion_curve(model, x, masks.float(), y, steps=6).auc.mean().item()
+    assert table[0]["deletion_auc"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_methods_explain_the_labelled_class():
+    model = small_cnn()
+    x, y, masks = squares(3)
+    seen = []
+    evaluate_methods(model, x, y, masks, {"spy": lambda m, images, t: seen.append(t) or attribution.saliency(m, images, t)},
+                     steps=4, randomisation=False)  # fmt: skip
+    assert torch.equal(seen[0], y)
+
+
+@pytest.mark.parametrize(
+    "change, error, match",
+    [
+        ({"labels": torch.tensor([0, 1])}, ValueError, "labels"),
+        ({"labels": torch.tensor([0.0, 1.0, 2.0])}, TypeError, "integers"),
+        ({"labels": torch.tensor([0, 1, 7])}, ValueError, "out of range"),
+        ({"masks": torch.ones(3, 2, 16, 16, dtype=torch.bool)}, ValueError, "one mask per image"),
+        ({"methods": {}}, TypeError, "methods"),
+        ({"methods": {"x": "saliency"}}, TypeError, "methods"),
+        ({"methods": {"flat": lambda m, x, t: torch.zeros(3, 16, 16)}}, ValueError, "B, C, H, W"),
+    ],
+)
+def test_evaluate_methods_rejects_bad_inputs(change, error, match):
+    x, y, masks = squares(3)
+    arguments = {"labels": y, "masks": masks, "methods": None} | change
+    with pytest.raises(error, match=match):
+        evaluate_methods(small_cnn(), x, arguments["labels"], arguments["masks"], arguments["methods"], steps=4)
+
+
+# --- the shortcut report -----------------------------------------------------------------------
+
+
+class TagOrHalves(nn.Module):
+    """A Clever Hans model: class 0 = "the top-left tag is magenta"; classes 1 and 2 = "the left
+    (right) half is brighter". Grey images score the tag at R - G + B = 0.5, magenta at 2."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        region = tag_mask(size)[0].float()
+        self.register_buffer("tag_weights", torch.stack([region, -region, region]) / region.sum())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tag = (x * self.tag_weights).sum(dim=(1, 2, 3))
+        half = x.shape[-1] // 2
+        left, right = x[..., :half].mean(dim=(1, 2, 3)), x[..., half:].mean(dim=(1, 2, 3))
+        return torch.stack([4 * (tag - 1), 2 * left, 2 * right], dim=1)
+
+
+def hans_data(size: int = 16) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Grey images; class 0: a white square in the bottom middle, class 1: bottom left, class 2:
+    bottom right. Away from the tag's corner."""
+    lefts = {0: size // 2 - 2, 1: 1, 2: size - 5}
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    x = torch.full((len(labels), 3, size, size), 0.5)
+    masks = torch.zeros(len(labels), 1, size, size, dtype=torch.bool)
+    for i, label in enumerate(labels.tolist()):
+        masks[i, :, size - 6 : size - 2, lefts[label] : lefts[label] + 4] = True
+    return torch.where(masks, 1.0, x), labels, masks
+
+
+def test_with_tag_paints_only_the_region():
+    x = torch.zeros(2, 3, 16, 16)
+    painted = with_tag(x, tag_mask(16))
+    region = tag_mask(16)[0]
+    assert torch.equal(painted[:, :, region], torch.tensor(TAG_COLOUR).view(1, 3, 1).expand(2, 3, int(region.sum())))
+    assert painted[:, :, ~region].abs().sum() == 0 and x.abs().sum() == 0  # a copy
+
+
+def test_shortcut_report_on_a_model_that_reads_the_tag():
+    model = TagOrHalves(16)
+    x, y, masks = hans_data()
+    report = shortcut_report(model, x, y, masks, {"saliency": attribution.saliency, "edges": edge_map}, tagged_class=0)
+    assert report.accuracy_clean == pytest.approx(4 / 7)  # every class-0 image is missed
+    assert report.accuracy_tagged == 1.0
+    assert report.fooled == 1.0  # the tag alone turns squares into class 0
+    saliency = report.table[0]
+    # d logit_0 / dx is non-zero on the tag only: all energy and every maximum on the tag.
+    assert saliency["tag_energy"] == 1.0 and saliency["object_energy"] == 0.0
+    assert saliency["points_at_tag"] == 1.0 and saliency["points_at_object"] == 0.0
+    edges = report.table[1]  # edges see both the tag and the square
+    assert 0 < edges["tag_energy"] < 1 and 0 < edges["object_energy"] < 1
+    assert "accuracy without the tag:" in str(report) and "every class 0:" in str(report)
+    assert list(report.maps) == ["saliency", "edges"] and report.maps["saliency"].shape == (3, 1, 16, 16)
+    assert torch.equal(report.images, with_tag(x[y == 0], tag_mask(16)))
+
+
+def test_shortcut_report_needs_the_tagged_class_and_another():
+    model = TagOrHalves(16)
+    x, y, masks = hans_data()
+    with pytest.raises(ValueError, match="tagged one"):
+        shortcut_report(model, x[y == 0], y[y == 0], masks[y == 0], {"s": attribution.saliency}, tagged_class=0)
+
+
+def test_accuracy_by_hand():
+    model = TagOrHalves(16)
+    x, y, _ = hans_data()
+    assert accuracy(model, x, y) == pytest.approx(4 / 7)
+    assert accuracy(model, x, y, batch_size=2) == pytest.approx(4 / 7)
+    assert math.isclose(accuracy(model, x, torch.zeros_like(y)), 0.0)
