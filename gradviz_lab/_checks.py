@@ -1,0 +1,240 @@
+"""Input checks shared by the attribution methods.
+
+Every public method starts by calling these, so a wrong argument fails at once with a message that
+names the problem, instead of deep inside the model with a shape error.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Sequence
+from numbers import Real
+
+import torch
+from torch import nn
+
+# A target is None (the predicted class), one class index, one index per image, or a function
+# mapping the model's output (B, ...) to one score per image (B,).
+Target = None | int | Sequence[int] | torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
+
+
+def check_model(model: nn.Module) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+
+
+def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype] | None:
+    """Device and dtype of the model's first parameter (or buffer); None for a stateless model."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.device, tensor.dtype
+    return None
+
+
+def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d] | None:
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            return name, module
+    return None
+
+
+def check_images(model: nn.Module, x: torch.Tensor, name: str = "x") -> None:
+    """x must be a finite floating (B, C, H, W) batch on the model's device and dtype."""
+    check_model(model)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4:
+        hint = f" (one image? use {name}.unsqueeze(0))" if x.dim() == 3 else ""
+        raise ValueError(
+            f"{name} must be a batch of images of shape (B, C, H, W), got shape "
+            f"{tuple(x.shape)}{hint}"
+        )
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (B = 0)")
+    where = model_device_dtype(model)
+    if where is not None:
+        device, dtype = where
+        if x.device != device:
+            raise ValueError(
+                f"{name} is on {x.device} but the model is on {device}; "
+                f"use {name}.to({str(device)!r})"
+            )
+        if x.dtype != dtype:
+            raise TypeError(
+                f"{name} has dtype {x.dtype} but the model uses {dtype}; use {name}.to({dtype})"
+            )
+    conv = first_conv(model)
+    if conv is not None and conv[1].in_channels != x.shape[1]:
+        raise ValueError(
+            f"{name} has {x.shape[1]} channels but the model's first convolution "
+            f"({conv[0] or 'model'}) expects {conv[1].in_channels}"
+        )
+    check_finite(x, name)
+
+
+def check_finite(t: torch.Tensor, name: str) -> None:
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains non-finite values (nan or inf)")
+
+
+def check_positive_int(value: object, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_number(value: object, name: str, minimum: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_choice(value: object, name: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def check_pair(value: object, name: str) -> tuple[int, int]:
+    """An int n means (n, n); a pair (h, w) of positive ints is taken as is."""
+    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        raise TypeError(f"{name} must be an int or a pair (h, w) of ints, got {value!r}")
+    return check_positive_int(pair[0], f"{name}[0]"), check_positive_int(pair[1], f"{name}[1]")
+
+
+def as_image_like(value: float | torch.Tensor, x: torch.Tensor, name: str) -> torch.Tensor:
+    """A number or an image (C, H, W), (1, C, H, W) or (B, C, H, W), broadcast to x's shape."""
+    if isinstance(value, torch.Tensor):
+        image = value.detach().to(device=x.device, dtype=x.dtype)
+        if image.dim() == 3:
+            image = image.unsqueeze(0)
+        if image.dim() != 4 or image.shape[1:] != x.shape[1:] or image.shape[0] not in (1, len(x)):
+            raise ValueError(
+                f"{name} must have shape {tuple(x.shape[1:])}, (1, ...) or {tuple(x.shape)}, "
+                f"got {tuple(value.shape)}"
+            )
+        check_finite(image, name)
+        return image.expand_as(x)
+    return torch.full_like(x, check_number(value, name))
+
+
+# --- targets ---------------------------------------------------------------------------------
+
+
+def check_target_type(target: Target) -> None:
+    if target is None or callable(target) or isinstance(target, torch.Tensor):
+        return
+    if isinstance(target, bool):
+        raise TypeError("target must be None, an int, a sequence of ints or a callable, got bool")
+    if isinstance(target, int):
+        return
+    if isinstance(target, Sequence) and all(
+        isinstance(t, int) and not isinstance(t, bool) for t in target
+    ):
+        return
+    raise TypeError(
+        "target must be None, an int, a sequence/tensor of ints or a callable "
+        f"output -> (B,) scores, got {target!r}"
+    )
+
+
+def class_indices(output: torch.Tensor, target: Target) -> torch.Tensor:
+    """One class index per image, (B,) int64, checked against the logits (B, num_classes)."""
+    check_target_type(target)
+    if output.dim() != 2:
+        raise ValueError(
+            f"the model's output has shape {tuple(output.shape)}, not (B, num_classes): "
+            "pass a callable target that maps it to (B,) scores, e.g. "
+            "gradviz_lab.attribution.max_response"
+        )
+    batch, num_classes = output.shape
+    if target is None:
+        return output.argmax(dim=1)
+    classes = requested_classes(target, batch, output.device)
+    if bool(((classes < 0) | (classes >= num_classes)).any()):
+        raise ValueError(
+            f"target class out of range: got {classes.tolist()}, valid classes are "
+            f"0..{num_classes - 1}"
+        )
+    return classes
+
+
+def requested_classes(target: int | Sequence[int] | torch.Tensor, batch: int,
+                      device: torch.device) -> torch.Tensor:
+    """An int or B ints as a (B,) int64 tensor (the range is checked against the logits)."""
+    if isinstance(target, int):
+        return torch.full((batch,), target, dtype=torch.long, device=device)
+    classes = torch.as_tensor(target, device=device)
+    if classes.is_floating_point() or classes.is_complex() or classes.dtype == torch.bool:
+        raise TypeError(f"target tensor must hold integers, got dtype {classes.dtype}")
+    classes = classes.long().reshape(-1)
+    if classes.numel() != batch:
+        raise ValueError(
+            f"target has {classes.numel()} class indices but the batch has {batch} images"
+        )
+    return classes
+
+
+def target_scores(output: torch.Tensor, target: torch.Tensor | Callable) -> torch.Tensor:
+    """The score of each image: its target logit, or the callable's (B,) result."""
+    if callable(target) and not isinstance(target, torch.Tensor):
+        scores = target(output)
+        if not isinstance(scores, torch.Tensor) or scores.shape != (len(output),):
+            shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores)
+            raise ValueError(
+                f"a callable target must return one score per image, shape ({len(output)},), "
+                f"got {shape}"
+            )
+        return scores
+    return output.gather(1, target.view(-1, 1)).squeeze(1)
+
+
+def fixed_target(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor | Callable:
+    """Resolve None / ints once on the clean images, so every noisy or occluded copy of an image
+    is scored for the same class (a callable is returned as is)."""
+    return fixed_target_and_scores(model, x, target)[0]
+
+
+def fixed_target_and_scores(
+    model: nn.Module, x: torch.Tensor, target: Target
+) -> tuple[torch.Tensor | Callable, torch.Tensor]:
+    """``fixed_target`` and the clean images' scores (B,), from one forward pass (no graph)."""
+    check_target_type(target)
+    with torch.no_grad():
+        output = model(x)
+    if not (callable(target) and not isinstance(target, torch.Tensor)):
+        target = class_indices(output, target)
+    return target, target_scores(output, target)
+
+
+# --- layers ----------------------------------------------------------------------------------
+
+
+def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
+    """A dotted name ("features.35") or a submodule -> (name, module), with a helpful error."""
+    named = dict(model.named_modules())
+    if isinstance(layer, nn.Module):
+        for name, module in named.items():
+            if module is layer:
+                return name, module
+        raise ValueError(f"layer {type(layer).__name__} is not a submodule of the model")
+    if not isinstance(layer, str):
+        raise TypeError(f"layer must be a module or a dotted name, got {type(layer).__name__}")
+    if layer in named and layer != "":
+        return layer, named[layer]
+    names = [n for n in named if n]
+    close = difflib.get_close_matches(layer, names, n=5, cutoff=0.5)
+    shown = ", ".join(names[:40]) + (f", ... ({len(names) - 40} more)" if len(names) > 40 else "")
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise ValueError(f"unknown layer {layer!r}.{hint} Valid layer names: {shown}")

@@ -1,0 +1,54 @@
+"""Attribution methods: which pixels (or which parts of a layer) matter for a score.
+
+One call shape for all: ``method(model, x, target=None, **knobs)``.
+
+- x: a batch (B, C, H, W) of float images on the model's device and dtype.
+- target: None (each image's predicted class), an int, B ints, or a callable ``output -> (B,)``
+  scores; the default score is the logit y_c (before softmax), as in the lecture.
+- The model runs in whatever mode it is in (train or eval) and leaves each call exactly as it
+  came in: modes, requires_grad flags, parameter .grad, buffers and hooks
+  (``gradviz_lab.hooks.preserved_state``).
+
+| family        | functions                                       | module         |
+|---------------|-------------------------------------------------|----------------|
+| gradients     | input_gradient, saliency, layer_gradients        | gradients.py   |
+| noise         | smoothgrad                                      | smoothing.py   |
+| paths         | integrated_gradients                            | integrated.py  |
+| perturbation  | occlusion                                       | perturbation.py|
+| ReLU rules    | deconvnet, guided_backprop                      | relu_rules.py  |
+| layer maps    | gradcam, guided_gradcam                         | cam.py         |
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .cam import default_cam_layer, gradcam, guided_gradcam
+from .gradients import input_gradient, layer_gradients, saliency
+from .integrated import integrated_gradients
+from .perturbation import occlusion, window_starts
+from .relu_rules import deconvnet, guided_backprop
+from .smoothing import smoothgrad
+
+
+def max_response(output: torch.Tensor) -> torch.Tensor:
+    """A callable target: the largest value of each image's output, e.g. the strongest feature
+    of a convolutional trunk (the lecture's "max feature response"). (B, ...) -> (B,)."""
+    return output.flatten(1).amax(dim=1)
+
+
+__all__ = [
+    "input_gradient",
+    "saliency",
+    "layer_gradients",
+    "smoothgrad",
+    "integrated_gradients",
+    "occlusion",
+    "window_starts",
+    "deconvnet",
+    "guided_backprop",
+    "gradcam",
+    "guided_gradcam",
+    "default_cam_layer",
+    "max_response",
+]

@@ -1,0 +1,89 @@
+"""Occlusion sensitivity (Zeiler & Fergus 2014, "Visualizing and understanding convolutional
+networks"): hide a patch, see how much the score drops."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import hooks
+from .._checks import (
+    Target,
+    as_image_like,
+    check_images,
+    check_pair,
+    check_positive_int,
+    fixed_target_and_scores,
+    target_scores,
+)
+from ._common import chunks, pick
+
+
+def window_starts(size: int, window: int, stride: int) -> torch.Tensor:
+    """First row (or column) of each window: 0, stride, 2 stride, ..., plus size - window when
+    the stride skips the last rows, so that every pixel is covered by at least one window."""
+    starts = list(range(0, size - window + 1, stride))
+    if starts[-1] != size - window:
+        starts.append(size - window)
+    return torch.tensor(starts)
+
+
+def window_covers(size: int, window: int, stride: int) -> torch.Tensor:
+    """(positions, size) 0/1 matrix: does the window at each position cover each row?"""
+    starts = window_starts(size, window, stride).view(-1, 1)
+    pixels = torch.arange(size).view(1, -1)
+    return ((pixels >= starts) & (pixels < starts + window)).float()
+
+
+def occlusion(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: Target = None,
+    window: int | tuple[int, int] = (8, 8),
+    stride: int | tuple[int, int] = 2,
+    baseline: float | torch.Tensor = 0.0,
+    batch_size: int = 64,
+    per_position: bool = False,
+) -> torch.Tensor:
+    """How much the target score drops when a window of the image is replaced by the baseline.
+
+        d_b(p) = y_c(x_b) - y_c(x_b with window p set to the baseline)
+        map_b(i, j) = mean of d_b(p) over the windows p that cover pixel (i, j)
+
+    window (h, w) and stride (an int or (sh, sw)) in pixels; the lecture uses a 32x32 window and
+    stride 2 on 224x224 images. baseline: a value or an image (C, H, W) / (B, C, H, W) whose
+    pixels fill the window. Pixels that no window covers (stride > window) get 0. The occluded
+    copies run batch_size at a time under ``torch.inference_mode`` (no graph is built).
+    Returns (B, 1, H, W), or with per_position=True the raw d_b(p) as (B, 1, rows, cols), one
+    value per window position (see ``window_starts``).
+    """
+    check_images(model, x)
+    (h, w), (sh, sw) = check_pair(window, "window"), check_pair(stride, "stride")
+    check_positive_int(batch_size, "batch_size")
+    height, width = x.shape[-2:]
+    if h > height or w > width:
+        raise ValueError(f"window {(h, w)} is larger than the image {(height, width)}")
+    fill = as_image_like(baseline, x, "baseline")
+    # The window at position (p, q) covers pixel (i, j) iff rows[p, i] * cols[q, j] = 1.
+    rows = window_covers(height, h, sh).to(x.device, x.dtype)
+    cols = window_covers(width, w, sw).to(x.device, x.dtype)
+    batch, n_positions = len(x), len(rows) * len(cols)
+    # made outside inference mode: an ordinary tensor, that callers may later change in place
+    drops = torch.empty(batch * n_positions, dtype=x.dtype, device=x.device)
+    with hooks.preserved_state(model), torch.inference_mode():
+        target, clean = fixed_target_and_scores(model, x, target)
+        for chunk in chunks(batch * n_positions, batch_size):  # item = (image, position)
+            chunk = chunk.to(x.device)
+            images, position = chunk // n_positions, chunk % n_positions
+            row, col = position // len(cols), position % len(cols)
+            covered = rows[row].unsqueeze(2) * cols[col].unsqueeze(1)  # (chunk, H, W) 0/1
+            occluded = torch.where(covered.unsqueeze(1) > 0, fill[images], x[images])
+            drops[chunk] = clean[images] - target_scores(model(occluded), pick(target, images))
+    drops = drops.view(batch, len(rows), len(cols))
+    if per_position:
+        return drops.unsqueeze(1)
+    # Sum of the drops of the windows covering each pixel, divided by how many windows do
+    # (a stride longer than the window leaves pixels that no window covers: they get 0).
+    total = rows.T @ drops @ cols
+    count = rows.T @ torch.ones_like(drops[0]) @ cols
+    return (total / count.clamp(min=1)).unsqueeze(1)

@@ -1,0 +1,257 @@
+"""Every place where gradviz_lab touches module hooks, as context managers.
+
+A hook is a function PyTorch calls when a module runs forward (or backward). Hooks are how we read
+a layer's activations and change how a ReLU back-propagates. A hook that is never removed keeps
+changing the model long after the demo that needed it, so each context manager here removes what
+it added in a ``finally`` block, also when the code inside raises.
+
+- ``preserved_state(model)``       the model leaves exactly as it came in
+- ``captured_layer(model, layer)`` a layer's outputs, kept so gradients can be taken w.r.t. them
+- ``relu_backward_rule(model, rule)`` a new backward pass through every ``nn.ReLU``
+- ``forward_shapes(model)``        the output shape of every module, in the order they finish
+- ``count_hooks(model)``           how many module hooks are registered (for tests and lessons)
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+# The dicts in which nn.Module keeps its hooks (hook id -> function).
+_HOOK_DICTS = (
+    "_forward_pre_hooks",
+    "_forward_hooks",
+    "_backward_pre_hooks",
+    "_backward_hooks",
+)
+_HOOK_SIDE_DICTS = (
+    "_forward_pre_hooks_with_kwargs",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+)
+
+
+def count_hooks(model: nn.Module) -> int:
+    """Number of forward/backward hooks registered on the model and all its submodules."""
+    return sum(len(getattr(m, d, {})) for m in model.modules() for d in _HOOK_DICTS)
+
+
+# --- preserved_state -------------------------------------------------------------------------
+
+
+@contextmanager
+def preserved_state(model: nn.Module) -> Iterator[nn.Module]:
+    """Restore, on exit, everything an explanation could change in the model.
+
+    Restored exactly: the train/eval flag of every module, ``requires_grad`` of every parameter,
+    every parameter's ``.grad`` (the same tensor with the same values; ``None`` stays ``None``)
+    and the values of every buffer (BatchNorm running statistics move when a model in train mode
+    runs forward). Module hooks added inside and not removed are removed, with a warning, since a
+    leaked hook would silently change every later forward pass.
+    """
+    training = [(m, m.training) for m in model.modules()]
+    params = list(model.parameters())
+    requires_grad = [p.requires_grad for p in params]
+    grads = [None if p.grad is None else _snapshot(p.grad) for p in params]
+    buffers = [_snapshot(b) for b in model.buffers()]
+    hook_ids = [(m, {d: set(getattr(m, d, {})) for d in _HOOK_DICTS}) for m in model.modules()]
+    try:
+        yield model
+    finally:
+        for module, flag in training:
+            module.training = flag
+        with torch.no_grad():
+            for p, flag, saved in zip(params, requires_grad, grads):
+                p.requires_grad_(flag)
+                p.grad = None if saved is None else _restored(*saved)
+            for saved in buffers:
+                _restored(*saved)
+        leaked = _remove_new_hooks(hook_ids)
+        if leaked:
+            warnings.warn(f"removed {leaked} hook(s) left on the model", RuntimeWarning, 3)
+
+
+def _snapshot(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return t, t.detach().clone()
+
+
+def _restored(t: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    # Compare values, not version counters: batch norm updates its running statistics in place
+    # without bumping their version. An untouched tensor is not written to, so a graph the user
+    # built before the call can still back-propagate through it.
+    if not torch.equal(t, values):
+        t.copy_(values)
+    return t
+
+
+def _remove_new_hooks(hook_ids: list[tuple[nn.Module, dict[str, set[int]]]]) -> int:
+    leaked = 0
+    for module, before in hook_ids:
+        for d, ids in before.items():
+            hooks = getattr(module, d, {})
+            for key in [k for k in hooks if k not in ids]:
+                del hooks[key]
+                for side in _HOOK_SIDE_DICTS:
+                    getattr(module, side, {}).pop(key, None)
+                leaked += 1
+    return leaked
+
+
+# --- reading a layer -------------------------------------------------------------------------
+
+
+@dataclass
+class LayerRecord:
+    """What ``captured_layer`` saw: the layer's output at each call of the forward pass."""
+
+    name: str
+    outputs: list[torch.Tensor] = field(default_factory=list)
+
+
+@contextmanager
+def captured_layer(model: nn.Module, name: str, module: nn.Module) -> Iterator[LayerRecord]:
+    """Keep each output of ``module`` so gradients can be taken with respect to it.
+
+    The hook hands the rest of the network a *copy* of the output: an in-place operation after the
+    layer (``ReLU(inplace=True)`` after a convolution) then changes the copy, and the kept tensor
+    still holds the layer's own values, with gradients flowing back to it through the copy.
+    """
+    record = LayerRecord(name)
+
+    def keep_output(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        if not isinstance(output, torch.Tensor):
+            raise ValueError(f"layer {name!r} returns {type(output).__name__}, not a tensor")
+        record.outputs.append(output)
+        return output.clone()
+
+    handle = module.register_forward_hook(keep_output)
+    try:
+        yield record
+    finally:
+        handle.remove()
+
+
+@contextmanager
+def forward_shapes(model: nn.Module) -> Iterator[list[tuple[str, torch.Size]]]:
+    """Record (name, output shape) of every submodule, in the order their forward passes end."""
+    shapes: list[tuple[str, torch.Size]] = []
+    handles = []
+    for name, module in model.named_modules():
+        if name:
+
+            def record(_m: nn.Module, _i: tuple, out: object, name: str = name) -> None:
+                if isinstance(out, torch.Tensor):
+                    shapes.append((name, out.shape))
+
+            handles.append(module.register_forward_hook(record))
+    try:
+        yield shapes
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+# --- changing the backward pass of nn.ReLU ---------------------------------------------------
+
+# rule(grad_output, relu_input) -> grad_input: what flows back through one ReLU.
+ReluRule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class _ReLUWithRule(torch.autograd.Function):
+    """max(0, s) forward; ``rule(g, s)`` backward instead of the usual 1{s>0} g."""
+
+    @staticmethod
+    def forward(ctx, s: torch.Tensor, rule: ReluRule) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(s)
+        ctx.rule = rule
+        return s.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):  # type: ignore[override]
+        (s,) = ctx.saved_tensors
+        return ctx.rule(grad_output, s), None
+
+
+class FunctionalReLUWarning(UserWarning):
+    """The model calls relu as a function, which a hook on nn.ReLU modules cannot change."""
+
+
+_FUNCTIONAL_RELUS = {F.relu, F.relu_, torch.relu, torch.relu_, torch.Tensor.relu,
+                     torch.Tensor.relu_}
+
+
+class _FunctionalReLUSpy(TorchFunctionMode):
+    """Counts relu calls made by the model's forward pass outside its nn.ReLU modules."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside_model = 0
+        self.inside_relu_module = 0
+        self.functional_calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in _FUNCTIONAL_RELUS and self.inside_model and not self.inside_relu_module:
+            self.functional_calls += 1
+        return func(*args, **(kwargs or {}))
+
+
+@contextmanager
+def relu_backward_rule(model: nn.Module, rule: ReluRule) -> Iterator[None]:
+    """Inside this block, back-propagation through every ``nn.ReLU`` of the model uses ``rule``.
+
+    How: a forward pre-hook keeps the ReLU's input s (a copy when the ReLU works in place, since
+    the ReLU is about to overwrite it), and a forward hook replaces the ReLU's output by
+    ``_ReLUWithRule(s)``: the same values, a backward pass given by ``rule``. The original ReLU
+    node is left out of the graph. This works with ``ReLU(inplace=True)`` and with one ReLU module
+    called several times (each call keeps its own input).
+
+    Limits, said plainly: only ``nn.ReLU`` modules are changed. A relu called as a function
+    (``F.relu``, ``torch.relu``, ``x.relu()``) cannot be hooked; such calls are detected during
+    the forward pass and reported with a ``FunctionalReLUWarning``, and through them the plain
+    gradient flows. ReLU variants (``nn.ReLU6``, ``nn.LeakyReLU``, ``clamp(min=0)``) are neither
+    changed nor detected.
+    """
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    kept_inputs: dict[int, list[torch.Tensor]] = {id(m): [] for m in relus}
+    spy = _FunctionalReLUSpy()
+
+    def keep_input(module: nn.Module, inputs: tuple) -> None:
+        s = inputs[0]
+        kept_inputs[id(module)].append(s.clone() if module.inplace else s)
+        spy.inside_relu_module += 1
+
+    def apply_rule(module: nn.Module, _inputs: tuple, _output: torch.Tensor) -> torch.Tensor:
+        spy.inside_relu_module -= 1
+        return _ReLUWithRule.apply(kept_inputs[id(module)].pop(), rule)
+
+    def enter_model(_module: nn.Module, _inputs: tuple) -> None:
+        spy.inside_model += 1
+
+    def leave_model(_module: nn.Module, _inputs: tuple, _output: object) -> None:
+        spy.inside_model -= 1
+
+    handles = [m.register_forward_pre_hook(keep_input) for m in relus]
+    handles += [m.register_forward_hook(apply_rule) for m in relus]
+    handles += [model.register_forward_pre_hook(enter_model),
+                model.register_forward_hook(leave_model)]
+    try:
+        with spy:
+            yield
+    finally:
+        for handle in handles:
+            handle.remove()
+    if spy.functional_calls:
+        warnings.warn(
+            f"the model called relu as a function {spy.functional_calls} time(s) (F.relu, "
+            "torch.relu or x.relu()); only nn.ReLU modules can be changed, so the plain gradient "
+            "flowed through those calls. Use nn.ReLU modules for deconvnet/guided backprop.",
+            FunctionalReLUWarning,
+            stacklevel=4,
+        )

@@ -1,0 +1,64 @@
+"""Every method runs in the model's own dtype (float32, float64) and on its device (CPU, CUDA)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_core_nets import images, one_thread, small_cnn  # noqa: F401 (fixture)
+
+from gradviz_lab.attribution import (
+    deconvnet,
+    gradcam,
+    guided_backprop,
+    guided_gradcam,
+    input_gradient,
+    integrated_gradients,
+    layer_gradients,
+    occlusion,
+    saliency,
+    smoothgrad,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+METHODS = {
+    "input_gradient": lambda m, x: input_gradient(m, x, [1, 3]),
+    "saliency": lambda m, x: saliency(m, x, [1, 3]),
+    "layer_gradients": lambda m, x: layer_gradients(m, x, "relu1", [1, 3])[1],
+    "smoothgrad": lambda m, x: smoothgrad(m, x, [1, 3], n_samples=4, variant="squared"),
+    "integrated_gradients": lambda m, x: integrated_gradients(m, x, [1, 3], steps=5,
+                                                              baseline="blur"),
+    "occlusion": lambda m, x: occlusion(m, x, [1, 3], window=3, stride=2),
+    "deconvnet": lambda m, x: deconvnet(m, x, [1, 3]),
+    "guided_backprop": lambda m, x: guided_backprop(m, x, [1, 3]),
+    "gradcam": lambda m, x: gradcam(m, x, [1, 3], layer="conv2"),
+    "guided_gradcam": lambda m, x: guided_gradcam(m, x, [1, 3], layer="relu2"),
+}
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_float64_model_gives_float64_maps_matching_float32(name):
+    x32 = images(2, seed=3)
+    maps32 = METHODS[name](small_cnn(), x32)
+    maps64 = METHODS[name](small_cnn().double(), x32.double())
+    assert maps32.dtype == torch.float32 and maps64.dtype == torch.float64
+    assert torch.allclose(maps64.float(), maps32, rtol=1e-3, atol=1e-5 * maps64.abs().max())
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@cuda
+@pytest.mark.parametrize("name", list(METHODS))
+def test_cuda_maps_equal_cpu_maps(name):
+    x = images(2, seed=3, dtype=torch.float64)
+    on_cpu = METHODS[name](small_cnn().double(), x)
+    on_gpu = METHODS[name](small_cnn().double().cuda(), x.cuda())
+    assert on_gpu.device.type == "cuda"
+    assert torch.allclose(on_gpu.cpu(), on_cpu, rtol=1e-7, atol=1e-10)
+
+
+@cuda
+def test_input_on_another_device_than_the_model_is_a_clear_error():
+    with pytest.raises(ValueError, match="x is on cpu but the model is on cuda:0"):
+        input_gradient(small_cnn().cuda(), images(1))

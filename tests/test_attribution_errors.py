@@ -1,0 +1,230 @@
+"""Bad input gets a clear error that names the problem, before any work is done."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_core_nets import TwiceReLU, images, one_thread, small_cnn  # noqa: F401 (fixture)
+
+from gradviz_lab.attribution import (
+    deconvnet,
+    gradcam,
+    guided_backprop,
+    guided_gradcam,
+    input_gradient,
+    integrated_gradients,
+    layer_gradients,
+    occlusion,
+    saliency,
+    smoothgrad,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+EVERY_METHOD = {
+    "input_gradient": input_gradient,
+    "saliency": saliency,
+    "smoothgrad": lambda m, x, t=None: smoothgrad(m, x, t, n_samples=2),
+    "integrated_gradients": lambda m, x, t=None: integrated_gradients(m, x, t, steps=2),
+    "occlusion": lambda m, x, t=None: occlusion(m, x, t, window=4, stride=4),
+    "deconvnet": deconvnet,
+    "guided_backprop": guided_backprop,
+    "gradcam": lambda m, x, t=None: gradcam(m, x, t, layer="conv2"),
+    "guided_gradcam": lambda m, x, t=None: guided_gradcam(m, x, t, layer="conv2"),
+    "layer_gradients": lambda m, x, t=None: layer_gradients(m, x, "conv2", t),
+}
+names = list(EVERY_METHOD)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return small_cnn()  # 3 input channels, 5 classes
+
+
+@pytest.mark.parametrize("name", names)
+def test_a_single_image_without_batch_dimension_is_refused(model, name):
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\).*unsqueeze\(0\)"):
+        EVERY_METHOD[name](model, images(1)[0])
+
+
+@pytest.mark.parametrize("name", names)
+@pytest.mark.parametrize("shape", [(8,), (1, 3, 8, 8, 1)])
+def test_wrong_rank_is_refused(model, name, shape):
+    with pytest.raises(ValueError, match="must be a batch of images of shape"):
+        EVERY_METHOD[name](model, torch.rand(shape))
+
+
+@pytest.mark.parametrize("name", names)
+def test_channel_count_not_matching_the_model(model, name):
+    with pytest.raises(ValueError, match="x has 1 channels but the model's first convolution "
+                                         r"\(conv1\) expects 3"):
+        EVERY_METHOD[name](model, torch.rand(2, 1, 8, 8))
+
+
+@pytest.mark.parametrize("name", names)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_values_are_refused(model, name, bad):
+    x = images(2)
+    x[1, 2, 3, 4] = bad
+    with pytest.raises(ValueError, match="x contains non-finite values"):
+        EVERY_METHOD[name](model, x)
+
+
+@pytest.mark.parametrize("name", names)
+def test_non_tensor_integer_and_empty_inputs(model, name):
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        EVERY_METHOD[name](model, images(1).numpy())
+    with pytest.raises(TypeError, match="x must be a floating-point tensor"):
+        EVERY_METHOD[name](model, torch.ones(1, 3, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="empty batch"):
+        EVERY_METHOD[name](model, torch.rand(0, 3, 8, 8))
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        EVERY_METHOD[name](lambda x: x, images(1))
+
+
+@pytest.mark.parametrize("name", names)
+def test_dtype_not_matching_the_model(model, name):
+    with pytest.raises(TypeError, match="x has dtype torch.float64 but the model uses "
+                                        "torch.float32"):
+        EVERY_METHOD[name](model, images(1, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("name", names)
+@pytest.mark.parametrize("target", [5, -1, [0, 7]])
+def test_target_class_out_of_range(model, name, target):
+    with pytest.raises(ValueError, match=r"target class out of range.*valid classes are 0\.\.4"):
+        EVERY_METHOD[name](model, images(2), target)
+
+
+@pytest.mark.parametrize("name", names)
+@pytest.mark.parametrize("target", [[0], [0, 1, 2], torch.tensor([1, 1, 1])])
+def test_target_of_the_wrong_length(model, name, target):
+    with pytest.raises(ValueError, match="target has .* class indices but the batch has 2 images"):
+        EVERY_METHOD[name](model, images(2), target)
+
+
+@pytest.mark.parametrize("name", names)
+def test_target_of_the_wrong_type(model, name):
+    with pytest.raises(TypeError, match="target"):
+        EVERY_METHOD[name](model, images(2), "cat")
+    with pytest.raises(TypeError, match="target"):
+        EVERY_METHOD[name](model, images(2), 1.5)
+    with pytest.raises(TypeError, match="target tensor must hold integers"):
+        EVERY_METHOD[name](model, images(2), torch.tensor([0.0, 1.0]))
+
+
+@pytest.mark.parametrize("name", names)
+def test_callable_target_must_return_one_score_per_image(model, name):
+    # (smoothgrad and integrated gradients score batches of copies: 4 rows here)
+    with pytest.raises(ValueError, match=r"one score per image, shape \((2|4),\), "
+                                         r"got \((2|4), 5\)"):
+        EVERY_METHOD[name](model, images(2), lambda out: out)
+
+
+def test_a_non_logit_output_needs_a_callable_target():
+    trunk = small_cnn()[:5]  # stops at the second ReLU: (B, 8, 4, 4) feature maps
+    with pytest.raises(ValueError, match="not \\(B, num_classes\\).*callable target"):
+        input_gradient(trunk, images(1))
+    out = input_gradient(trunk, images(1), lambda o: o.flatten(1).amax(1))
+    assert out.shape == (1, 3, 8, 8)
+
+
+@pytest.mark.parametrize("call", [
+    lambda m, x: gradcam(m, x, layer="conv3"),
+    lambda m, x: guided_gradcam(m, x, layer="conv3"),
+    lambda m, x: layer_gradients(m, x, "conv3"),
+])
+def test_unknown_layer_lists_close_matches_and_valid_names(model, call):
+    with pytest.raises(ValueError) as error:
+        call(model, images(1))
+    message = str(error.value)
+    assert "unknown layer 'conv3'" in message
+    assert "Did you mean conv1, conv2" in message or "Did you mean conv2, conv1" in message
+    for name in ("conv1", "relu1", "pool", "conv2", "relu2", "gap", "flat", "fc"):
+        assert name in message
+
+
+def test_layer_module_not_in_the_model(model):
+    with pytest.raises(ValueError, match="not a submodule"):
+        gradcam(model, images(1), layer=torch.nn.Conv2d(3, 3, 1))
+    with pytest.raises(TypeError, match="layer must be a module or a dotted name"):
+        gradcam(model, images(1), layer=3)
+
+
+def test_gradcam_layer_must_output_feature_maps(model):
+    with pytest.raises(ValueError, match=r"\(B, K, h, w\)"):
+        gradcam(model, images(1), layer="fc")
+
+
+def test_layer_that_does_not_run_or_runs_twice():
+    net = TwiceReLU()
+    with pytest.raises(ValueError, match="layer 'relu' ran 2 times"):
+        gradcam(net, images(1), layer="relu")
+    unused = TwiceReLU()
+    unused.spare = torch.nn.Conv2d(3, 3, 1)  # registered, never called by forward
+    with pytest.raises(ValueError, match="layer 'spare' ran 0 times"):
+        gradcam(unused, images(1), layer="spare")
+
+
+@pytest.mark.parametrize("window", [(9, 2), (2, 9), 9])
+def test_window_larger_than_the_image(model, window):
+    with pytest.raises(ValueError, match=r"window .* is larger than the image \(8, 8\)"):
+        occlusion(model, images(1), window=window)
+
+
+@pytest.mark.parametrize("knob, value, error, message", [
+    ("stride", 0, ValueError, "stride\\[0\\] must be >= 1, got 0"),
+    ("stride", (2, -1), ValueError, "stride\\[1\\] must be >= 1, got -1"),
+    ("stride", 1.5, TypeError, "stride must be an int or a pair"),
+    ("window", 0, ValueError, "window\\[0\\] must be >= 1"),
+    ("batch_size", 0, ValueError, "batch_size must be >= 1"),
+    ("baseline", float("nan"), ValueError, "baseline must be finite"),
+    ("baseline", torch.zeros(3, 4, 4), ValueError, "baseline must have shape"),
+])
+def test_occlusion_knobs(model, knob, value, error, message):
+    with pytest.raises(error, match=message):
+        occlusion(model, images(1), **{knob: value})
+
+
+@pytest.mark.parametrize("knob, value, error, message", [
+    ("steps", 0, ValueError, "steps must be >= 1, got 0"),
+    ("steps", -3, ValueError, "steps must be >= 1, got -3"),
+    ("steps", 2.0, TypeError, "steps must be an int"),
+    ("rule", "simpson", ValueError, "rule must be one of"),
+    ("baseline", "black", ValueError, "baseline must be one of"),
+    ("baseline", torch.full((3, 8, 8), float("inf")), ValueError, "baseline contains non-finite"),
+    ("batch_size", -1, ValueError, "batch_size must be >= 1"),
+])
+def test_integrated_gradients_knobs(model, knob, value, error, message):
+    with pytest.raises(error, match=message):
+        integrated_gradients(model, images(1), **{knob: value})
+    with pytest.raises(ValueError, match="trapezoid rule needs steps >= 2"):
+        integrated_gradients(model, images(1), rule="trapezoid", steps=1)
+
+
+@pytest.mark.parametrize("knob, value, error, message", [
+    ("sigma", -0.1, ValueError, "sigma must be >= 0.0, got -0.1"),
+    ("sigma", float("nan"), ValueError, "sigma must be finite"),
+    ("n_samples", 0, ValueError, "n_samples must be >= 1"),
+    ("variant", "median", ValueError, "variant must be one of \\['mean', 'squared', 'variance'\\]"),
+    ("batch_size", 0, ValueError, "batch_size must be >= 1"),
+    ("method", "gradient", TypeError, "method must be an attribution function"),
+])
+def test_smoothgrad_knobs(model, knob, value, error, message):
+    with pytest.raises(error, match=message):
+        smoothgrad(model, images(1), **{knob: value})
+
+
+def test_smoothgrad_method_must_return_maps(model):
+    with pytest.raises(TypeError, match="return_delta=True"):
+        smoothgrad(model, images(1), method=integrated_gradients, n_samples=1, return_delta=True)
+
+
+def test_saliency_reduce_knob(model):
+    with pytest.raises(ValueError, match="reduce must be one of \\['max', 'mean'\\]"):
+        saliency(model, images(1), reduce="sum")
+
+
+def test_a_score_that_does_not_depend_on_the_input(model):
+    with pytest.raises(ValueError, match="does not depend on the input"):
+        input_gradient(model, images(1), lambda out: torch.zeros(len(out)))
