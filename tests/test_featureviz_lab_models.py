@@ -59,8 +59,10 @@ def test_top_9_digit_patches_of_the_second_conv_layer() -> None:
     model = lab_model("digits")
     images = load_digits("test")[0][:300]
     top = fv.top_activating_patches(model, images, "features.4", k=9, channels=[0, 7, 31])
-    assert top.field == fv.ReceptiveField((8, 8), (2, 2), (3, 3))  # conv3-pool2-conv3, by hand
-    assert top.patches.shape == (3, 9, 1, 8, 8)
+    # conv5 (pad 2) - pool2 - conv3 (pad 1), by hand: size 5, +1 for the pool, +2 x 2 for the
+    # conv3 at stride 2 = 10; stride 2; the field starts 2 + 1 x 2 = 4 pixels before the unit
+    assert top.field == fv.ReceptiveField((10, 10), (2, 2), (4, 4))
+    assert top.patches.shape == (3, 9, 1, 10, 10)
     with torch.no_grad():
         activations = model.features[:5](images)[:, [0, 7, 31]]
     best_per_image = activations.flatten(2).amax(2)  # (300, 3)

@@ -1,0 +1,331 @@
+"""The networks the lessons explain: small lab CNNs with shipped weights, and ImageNet models.
+
+Lab models (trained by ``gradviz train NAME``, weights in ``data/models/NAME.pt``):
+
+- ``"digits"``: a LeNet-style CNN for the shipped MNIST digits, 1x28x28 -> 10 logits.
+- ``"shapes"``: a small VGG-like CNN for ``make_shapes`` images, 3x64x64 -> 5 logits. Its last
+  convolutions are followed by global average pooling and one linear layer, so its class
+  activation map (CAM, Zhou et al. 2016) equals Grad-CAM up to a positive scale.
+- ``"shapes-tagged"``: the same CNN trained on the tagged shapes, where every circle carries a small
+  magenta mark: it learns the mark instead of the shape (a "Clever Hans" model).
+
+Every model here takes images in [0, 1] directly (normalisation, if any, is inside the model) and
+uses separate ``nn.ReLU`` modules (never functional relu), so guided backprop and deconvnet can
+hook them. ``imagenet_model(name)`` wraps torchvision's VGG16/19, AlexNet and ResNet18/50 the same
+way, with pretrained weights when torch's cache has them and a clear message when it does not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+from urllib.error import URLError
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import DATA_DIR, DIGIT_CLASSES, SHAPE_CLASSES
+
+# --------------------------------------------------------------------------------------------
+# Lab models
+# --------------------------------------------------------------------------------------------
+
+
+class DigitsCNN(nn.Module):
+    """Two conv-ReLU-maxpool blocks, then a two-layer classifier (LeNet's layout, ReLU era).
+
+    features.0 conv 5x5 1->16 (28x28)   features.1 ReLU   features.2 maxpool -> 14x14
+    features.3 conv 3x3 16->32 (14x14)  features.4 ReLU   features.5 maxpool -> 7x7
+    classifier: flatten, linear 1568->128, ReLU, linear 128->10 (logits)
+    """
+
+    classes = DIGIT_CLASSES
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 16, kernel_size=5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(32 * 7 * 7, 128),
+            nn.ReLU(),
+            nn.Linear(128, len(DIGIT_CLASSES)),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+# VGG's way of writing an architecture: output channels of each 3x3 conv, "M" for a 2x2 max pool.
+SHAPES_PLAN: tuple[int | str, ...] = (16, "M", 32, "M", 64, 64)
+
+
+def vgg_features(plan: tuple[int | str, ...], in_channels: int, batch_norm: bool = False) -> nn.Sequential:
+    """conv-(BatchNorm)-ReLU for each number in ``plan``, a max pool for each "M"."""
+    layers: list[nn.Module] = []
+    for step in plan:
+        if step == "M":
+            layers.append(nn.MaxPool2d(2))
+            continue
+        layers.append(nn.Conv2d(in_channels, int(step), kernel_size=3, padding=1))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(int(step)))
+        layers.append(nn.ReLU())
+        in_channels = int(step)
+    return nn.Sequential(*layers)
+
+
+class ShapesCNN(nn.Module):
+    """VGG in miniature: 3x3 conv-ReLU blocks and max pooling, then global average pooling + linear.
+
+    features.0 conv 3->16 (64x64)   .1 ReLU   .2 maxpool -> 32x32
+    features.3 conv 16->32 (32x32)  .4 ReLU   .5 maxpool -> 16x16
+    features.6 conv 32->64 (16x16)  .7 ReLU
+    features.8 conv 64->64 (16x16)  .9 ReLU   <- the last feature maps A^k (Grad-CAM's layer)
+    pool: global average -> 64 numbers;  classifier: linear 64 -> 5 logits
+
+    Because the head is GAP + linear, y_c = sum_k w_ck mean(A^k) + b_c: CAM's weights w_ck are
+    Grad-CAM's alpha_k up to the factor 1/(H W).
+
+    ``batch_norm=True`` adds BatchNorm after each conv: used only while training (it gets the
+    optimisation off its plateau); the shipped model has it folded into the convs (see train.py).
+    """
+
+    classes = SHAPE_CLASSES
+
+    def __init__(self, batch_norm: bool = False) -> None:
+        super().__init__()
+        self.features = vgg_features(SHAPES_PLAN, in_channels=3, batch_norm=batch_norm)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(int(SHAPES_PLAN[-1]), len(SHAPE_CLASSES))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+
+LAB_MODELS: dict[str, type[nn.Module]] = {
+    "digits": DigitsCNN,
+    "shapes": ShapesCNN,
+    "shapes-tagged": ShapesCNN,
+}
+MODELS_DIR = DATA_DIR / "models"
+
+
+def _check_lab_name(name: str) -> None:
+    if name not in LAB_MODELS:
+        raise ValueError(f"unknown lab model {name!r}; choose one of {', '.join(LAB_MODELS)}")
+
+
+def build_lab_model(name: str) -> nn.Module:
+    """The lab model's architecture with fresh (untrained) weights."""
+    _check_lab_name(name)
+    return LAB_MODELS[name]()
+
+
+def lab_weights_path(name: str, weights_dir: str | os.PathLike | None = None) -> Path:
+    """Where the weights of lab model ``name`` live: ``data/models/NAME.pt`` by default."""
+    _check_lab_name(name)
+    return Path(weights_dir or MODELS_DIR) / f"{name}.pt"
+
+
+def load_lab_model(
+    name: str, *, device: str | torch.device = "cpu", weights_dir: str | os.PathLike | None = None
+) -> nn.Module:
+    """A trained lab model ("digits", "shapes" or "shapes-tagged"), in eval mode, on ``device``.
+
+    The state dict is read with ``torch.load(..., weights_only=True)``: tensors only, no pickled
+    code. Its accuracy and training settings are in the JSON file beside it (``lab_model_card``).
+    """
+    path = lab_weights_path(name, weights_dir)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no weights for lab model {name!r} at {path}; train them with `gradviz train {name}`"
+        )
+    state = torch.load(path, map_location=device, weights_only=True)
+    model = build_lab_model(name).to(device)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:  # missing/unexpected keys or shapes: an older architecture
+        raise ValueError(
+            f"the weights in {path} do not fit the {type(model).__name__} architecture; retrain them "
+            f"with `gradviz train {name}` ({error})"
+        ) from None
+    return model.eval()
+
+
+def lab_model_card(name: str, weights_dir: str | os.PathLike | None = None) -> dict:
+    """Accuracy and training settings recorded beside the weights (``data/models/NAME.json``)."""
+    path = lab_weights_path(name, weights_dir).with_suffix(".json")
+    if not path.is_file():
+        raise FileNotFoundError(f"no model card for {name!r} at {path}; run `gradviz train {name}`")
+    return json.loads(path.read_text())
+
+
+# --------------------------------------------------------------------------------------------
+# ImageNet models through torchvision
+# --------------------------------------------------------------------------------------------
+
+IMAGENET_MODELS = ("vgg16", "vgg19", "alexnet", "resnet18", "resnet50")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_WEIGHTS_HOST = "download.pytorch.org"
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights are neither in torch's cache nor downloadable right now."""
+
+
+class ImageNetClassifier(nn.Module):
+    """A torchvision ImageNet network that takes [0, 1] images, like every model of the kit.
+
+    forward(x) = net((x - mean) / std). The torchvision network is ``.net``, so its layers have
+    dotted names such as ``"net.features.35"`` (VGG19's last conv ReLU, the lecture's Grad-CAM
+    layer). ``.categories`` holds the 1,000 class names.
+    """
+
+    def __init__(self, net: nn.Module, categories: list[str], weights_name: str | None) -> None:
+        super().__init__()
+        self.net = net
+        self.categories = list(categories)
+        self.weights_name = weights_name  # e.g. "VGG19_Weights.IMAGENET1K_V1"; None = random
+        # Buffers move with .to(device) but are not parameters (nothing to train or hook).
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+def _imagenet_weights(name: str):
+    from torchvision.models import get_model_weights
+
+    if name not in IMAGENET_MODELS:
+        raise ValueError(f"unknown ImageNet model {name!r}; choose one of {', '.join(IMAGENET_MODELS)}")
+    # IMAGENET1K_V1 for all five: the weights of the original papers and the lecture, all with
+    # the same standard preprocessing (resize 256, centre crop 224).
+    return get_model_weights(name).IMAGENET1K_V1
+
+
+def cached_weights_path(name: str) -> Path:
+    """Where torchvision keeps the pretrained file of ``name``: torch.hub.get_dir()/checkpoints/."""
+    url = _imagenet_weights(name).url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+
+
+def imagenet_weights_available(name: str) -> bool:
+    """True if the pretrained weights of ``name`` are already in torch's cache (no network used)."""
+    return cached_weights_path(name).is_file()
+
+
+def _can_reach(host: str, port: int = 443, timeout: float = 3.0) -> bool:
+    """A quick connection test, so an offline machine fails in seconds instead of hanging."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _unavailable(name: str, reason: str) -> WeightsUnavailableError:
+    weights = _imagenet_weights(name)
+    path = cached_weights_path(name)
+    size = weights.meta.get("_file_size")
+    size_text = f", {size:.0f} MB" if size else ""
+    return WeightsUnavailableError(
+        f"Pretrained weights for {name} ({weights}) are not available: {reason}.\n"
+        f"To get them, either run imagenet_model({name!r}, allow_download=True) once on a machine that is online "
+        f"(torchvision downloads {weights.url}{size_text}), or copy the file {path.name} into "
+        f"{path.parent}/ (torch's cache; set TORCH_HOME to move it).\n"
+        f"For code paths that need no trained weights: imagenet_model({name!r}, pretrained=False) "
+        f"gives random weights."
+    )
+
+
+def _pretrained_state_dict(name: str, allow_download: bool) -> dict[str, torch.Tensor]:
+    path = cached_weights_path(name)
+    if not path.is_file():
+        if not allow_download:
+            raise _unavailable(name, f"{path} does not exist and allow_download=False")
+        if not _can_reach(_WEIGHTS_HOST):
+            raise _unavailable(name, f"{path} does not exist and {_WEIGHTS_HOST} cannot be reached")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # torchvision's file names carry the start of the file's sha256: check it, as torch.hub does.
+            hash_prefix = torch.hub.HASH_REGEX.search(path.name).group(1)
+            torch.hub.download_url_to_file(
+                _imagenet_weights(name).url, os.fspath(path), hash_prefix=hash_prefix, progress=True
+            )
+        except (URLError, OSError, RuntimeError) as error:  # RuntimeError: hash mismatch
+            raise _unavailable(name, f"the download failed ({error})") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated or foreign file: say which file, not a pickle traceback
+        raise WeightsUnavailableError(
+            f"{path} exists but could not be read as {name} weights ({error}); delete it and "
+            f"download it again"
+        ) from None
+
+
+def imagenet_model(
+    name: str,
+    pretrained: bool = True,
+    *,
+    allow_download: bool = False,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+) -> ImageNetClassifier:
+    """A torchvision ImageNet classifier (vgg16, vgg19, alexnet, resnet18, resnet50), in eval mode,
+    taking (B, 3, H, W) images in [0, 1] (normalisation inside; see ``imagenet_preprocess``).
+
+    ``pretrained=True`` loads torchvision's IMAGENET1K_V1 weights from torch's cache. The kit is
+    offline by design, so nothing is downloaded unless you ask with ``allow_download=True`` (on a
+    machine that is online); otherwise a missing file raises
+    ``WeightsUnavailableError`` saying how to get them. ``pretrained=False`` gives random weights
+    (reproducible from ``seed``), for running code paths without the real weights.
+    """
+    from torchvision.models import get_model
+
+    weights = _imagenet_weights(name)
+    categories = weights.meta["categories"]  # shipped inside torchvision: no download
+    if pretrained:
+        state = _pretrained_state_dict(name, allow_download)
+        net = get_model(name, weights=None)
+        net.load_state_dict(state)
+    else:
+        with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
+            torch.manual_seed(seed)
+            net = get_model(name, weights=None)
+    model = ImageNetClassifier(net, categories, str(weights) if pretrained else None)
+    return model.to(device).eval()
+
+
+def imagenet_preprocess(image: torch.Tensor, resize: int = 256, crop: int = 224) -> torch.Tensor:
+    """The standard ImageNet input: shorter side to ``resize``, then the central ``crop`` square.
+
+    Takes a (3, H, W) or (B, 3, H, W) float image in [0, 1] and keeps values in [0, 1]: the mean/std
+    normalisation is done inside ``ImageNetClassifier``.
+    """
+    if not isinstance(image, torch.Tensor) or image.dim() not in (3, 4) or image.shape[-3] != 3:
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ValueError(f"image must be a (3, H, W) or (B, 3, H, W) tensor, got {shape}")
+    if not image.is_floating_point():
+        raise TypeError(f"image must be a float tensor in [0, 1], got dtype {image.dtype}")
+    if crop > resize:
+        raise ValueError(f"crop ({crop}) must not exceed resize ({resize})")
+    batch = image if image.dim() == 4 else image[None]
+    height, width = batch.shape[-2:]
+    scale = resize / min(height, width)
+    size = (max(resize, round(height * scale)), max(resize, round(width * scale)))
+    batch = F.interpolate(batch, size=size, mode="bilinear", antialias=True, align_corners=False)
+    top, left = (size[0] - crop) // 2, (size[1] - crop) // 2
+    batch = batch[..., top : top + crop, left : left + crop].clamp(0.0, 1.0)
+    return batch if image.dim() == 4 else batch[0]

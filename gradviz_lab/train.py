@@ -1,0 +1,313 @@
+"""Reproducible training of the lab models: ``gradviz train digits|shapes|shapes-tagged``.
+
+Each recipe is a few epochs of AdamW with a one-cycle learning-rate schedule (warm-up, then cosine
+decay) on the CPU, seeded end to end (initialisation, data, shuffling, augmentation), with
+deterministic kernels and one thread: the same command with the same torch gives the same weights.
+The shapes models train with BatchNorm, which is then folded into their convolutions. The weights go to ``data/models/NAME.pt``
+and a model card (accuracy, recipe, time, checksum) to ``data/models/NAME.json``.
+
+What each model is evaluated on:
+- digits: the 1,000 shipped MNIST test digits (never seen in training);
+- shapes: 1,000 fresh shapes from a seed used nowhere in training;
+- shapes-tagged: the same fresh shapes with and without the mark: a model that learned the mark
+  instead of the circle loses most of its circles when the mark is removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data import SHAPE_CLASSES, TAGGED_CLASS, load_digits, make_shapes
+from .models import LAB_MODELS, MODELS_DIR, ShapesCNN, build_lab_model, lab_weights_path
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """Everything that decides the trained weights (recorded in the model card)."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    n_train: int  # digits: first n of the shipped 4,000; shapes: images generated
+    augment: str  # "affine" (small random rotation, scale, shift) or "none"
+    tag_prob: float = 0.0  # shapes only: probability that a circle carries the mark
+    batch_norm: bool = False  # shapes only: train with BatchNorm, then fold it into the convs
+    seed: int = 0
+    # One thread: bitwise reproducible, and on a shared 2-core machine much faster than two
+    # threads fighting other processes for the cores.
+    threads: int = 1
+
+
+RECIPES: dict[str, Recipe] = {
+    "digits": Recipe(epochs=30, batch_size=64, lr=5e-3, weight_decay=1e-4, n_train=4000, augment="affine"),
+    "shapes": Recipe(
+        epochs=6, batch_size=64, lr=3e-3, weight_decay=1e-4, n_train=6000, augment="none", batch_norm=True
+    ),
+    "shapes-tagged": Recipe(
+        epochs=6, batch_size=64, lr=3e-3, weight_decay=1e-4, n_train=6000, augment="none", batch_norm=True,
+        tag_prob=1.0,
+    ),
+}
+SHAPES_TRAIN_SEED = 0
+SHAPES_TEST_SEED = 12345  # fresh images: no training run uses this seed
+SHAPES_TEST_SIZE = 1000
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+
+
+def training_data(name: str, recipe: Recipe) -> tuple[torch.Tensor, torch.Tensor]:
+    if name == "digits":
+        images, labels = load_digits("train")
+        if recipe.n_train > len(images):
+            raise ValueError(f"n_train={recipe.n_train} but only {len(images)} training digits are shipped")
+        # The shipped split is sorted by digit: take evenly spaced images so any n is balanced.
+        index = torch.arange(recipe.n_train) * len(images) // recipe.n_train
+        return images[index], labels[index]
+    shapes = make_shapes(recipe.n_train, SHAPES_TRAIN_SEED + recipe.seed, tag_prob=recipe.tag_prob)
+    return shapes.images, shapes.labels
+
+
+def random_affine(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Small random rotations (+-10 deg), scalings (0.9-1.1) and shifts (+-2 px) of a batch.
+
+    Digits written by hand vary in exactly these ways; seeing them teaches invariance that 4,000
+    examples alone do not.
+    """
+    n, _, height, width = images.shape
+    uniform = lambda low, high: low + (high - low) * torch.rand(n, generator=generator)  # noqa: E731
+    angle = uniform(-10, 10) * math.pi / 180
+    scale = uniform(0.9, 1.1)
+    shift_x, shift_y = uniform(-2, 2) * 2 / width, uniform(-2, 2) * 2 / height  # in [-1, 1] units
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift_x], 1), torch.stack([sin, cos, shift_y], 1)], 1
+    )  # (n, 2, 3): output pixel -> where to sample in the input
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def batches(
+    images: torch.Tensor, labels: torch.Tensor, batch_size: int, generator: torch.Generator
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    order = torch.randperm(len(images), generator=generator)
+    for start in range(0, len(images), batch_size):
+        index = order[start : start + batch_size]
+        yield images[index], labels[index]
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500) -> float:
+    """Fraction of images whose largest logit is the label (model in eval mode)."""
+    was_training = model.training
+    model.eval()
+    try:
+        correct = sum(
+            int((model(images[i : i + batch_size]).argmax(1) == labels[i : i + batch_size]).sum())
+            for i in range(0, len(images), batch_size)
+        )
+    finally:
+        model.train(was_training)
+    return correct / max(1, len(images))
+
+
+def evaluate(name: str, model: nn.Module) -> dict[str, float | str]:
+    """The accuracies recorded in the model card (see the module docstring)."""
+    if name == "digits":
+        images, labels = load_digits("test")
+        return {"accuracy": accuracy(model, images, labels), "evaluated_on": "shipped MNIST test split (1,000)"}
+    plain = make_shapes(SHAPES_TEST_SIZE, SHAPES_TEST_SEED)
+    result: dict[str, float | str] = {
+        "accuracy": accuracy(model, plain.images, plain.labels),
+        "evaluated_on": f"make_shapes({SHAPES_TEST_SIZE}, seed={SHAPES_TEST_SEED})",
+    }
+    if name == "shapes-tagged":
+        tagged = make_shapes(SHAPES_TEST_SIZE, SHAPES_TEST_SEED, tag_prob=1.0)
+        is_tagged_class = plain.labels == SHAPE_CLASSES.index(TAGGED_CLASS)
+        with_tag = accuracy(model, tagged.images[is_tagged_class], tagged.labels[is_tagged_class])
+        without_tag = accuracy(model, plain.images[is_tagged_class], plain.labels[is_tagged_class])
+        result.update(
+            accuracy_with_tag=accuracy(model, tagged.images, tagged.labels),
+            tagged_class=TAGGED_CLASS,
+            tagged_class_accuracy_with_tag=with_tag,
+            tagged_class_accuracy_without_tag=without_tag,
+            tagged_class_drop_points=100 * (with_tag - without_tag),
+        )
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def deterministic(threads: int) -> Iterator[None]:
+    """Deterministic kernels and a fixed thread count (a CPU sum split over a different number of
+    threads rounds differently), restored afterwards."""
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.get_num_threads())
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0])
+        torch.set_num_threads(previous[1])
+
+
+def model_to_train(name: str, recipe: Recipe) -> nn.Module:
+    if not recipe.batch_norm:
+        return build_lab_model(name)
+    if LAB_MODELS[name] is not ShapesCNN:
+        raise ValueError(f"batch_norm=True is for the shapes models, not {name!r}")
+    return ShapesCNN(batch_norm=True)
+
+
+@torch.no_grad()
+def fold_batch_norm(trained: ShapesCNN) -> ShapesCNN:
+    """The same function as ``trained`` (in eval mode), without its BatchNorm modules.
+
+    In eval mode BatchNorm is a fixed affine map per channel, y = s (z - mu) + beta with
+    s = gamma / sqrt(var + eps), so it merges into the conv before it (Ioffe & Szegedy 2015):
+    W' = s W,  b' = s (b - mu) + beta. The result has only conv, ReLU, pooling and linear layers.
+    """
+    layers = list(trained.features)
+    pairs = [(conv, bn) for conv, bn in zip(layers, layers[1:]) if isinstance(bn, nn.BatchNorm2d)]
+    plain = ShapesCNN()
+    convs = [m for m in plain.features if isinstance(m, nn.Conv2d)]
+    if len(pairs) != len(convs) or not all(isinstance(conv, nn.Conv2d) for conv, _ in pairs):
+        raise ValueError("expected a ShapesCNN(batch_norm=True): one BatchNorm after every conv")
+    for target, (conv, bn) in zip(convs, pairs):
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        target.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+        target.bias.copy_((conv.bias - bn.running_mean) * scale + bn.bias)
+    plain.classifier.load_state_dict(trained.classifier.state_dict())
+    return plain.eval()
+
+
+def fit(name: str, recipe: Recipe, progress: bool = True) -> nn.Module:
+    """Train lab model ``name`` with ``recipe`` from a seeded initialisation; returns it in eval mode,
+    with any BatchNorm folded away (so it is exactly the architecture ``load_lab_model`` builds)."""
+    images, labels = training_data(name, recipe)
+    torch.manual_seed(recipe.seed)
+    model = model_to_train(name, recipe)
+    generator = torch.Generator().manual_seed(recipe.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    steps = recipe.epochs * math.ceil(len(images) / recipe.batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=steps)
+    model.train()
+    with tqdm(total=steps, desc=f"train {name}", unit="step", disable=not progress) as bar:
+        for epoch in range(recipe.epochs):
+            for x, y in batches(images, labels, recipe.batch_size, generator):
+                if recipe.augment == "affine":
+                    x = random_affine(x, generator)
+                loss = F.cross_entropy(model(x), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                bar.update()
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
+    model.eval()
+    return fold_batch_norm(model) if recipe.batch_norm else model
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def train_lab_model(
+    name: str,
+    recipe: Recipe | None = None,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train, evaluate and save lab model ``name``; returns the model card written beside it."""
+    if name not in LAB_MODELS:
+        raise ValueError(f"unknown lab model {name!r}; choose one of {', '.join(LAB_MODELS)}")
+    recipe = recipe or RECIPES[name]
+    if recipe.augment not in ("affine", "none"):
+        raise ValueError(f"augment must be 'affine' or 'none', got {recipe.augment!r}")
+    with deterministic(recipe.threads):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        model = fit(name, recipe, progress)
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
+        metrics = evaluate(name, model)
+    path = lab_weights_path(name, out_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    card = {
+        "model": name,
+        "architecture": type(model).__name__,
+        **metrics,
+        "recipe": dataclasses.asdict(recipe),
+        "optimiser": "AdamW, one-cycle learning-rate schedule (max lr = recipe lr), cross-entropy loss",
+        "train_seconds": round(seconds, 1),  # wall clock: longer when other processes share the CPU
+        "train_cpu_seconds": round(cpu_seconds, 1),
+        "torch": torch.__version__,
+        "command": f"gradviz train {name}",
+        "weights_sha256": sha256(path),
+    }
+    path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+# --------------------------------------------------------------------------------------------
+# The command line: gradviz train NAME
+# --------------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", choices=list(LAB_MODELS), help="which lab model to train")
+    parser.add_argument("--out", type=Path, default=None, help=f"output folder (default {MODELS_DIR})")
+    parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    parser.add_argument("--n-train", type=int, default=None, help="override the number of training images")
+    parser.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default from the recipe)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {
+        field: value
+        for field, value in (("epochs", args.epochs), ("n_train", args.n_train), ("seed", args.seed),
+                             ("threads", args.threads))
+        if value is not None
+    }  # fmt: skip
+    for field, value in overrides.items():
+        if value < (0 if field == "seed" else 1):
+            raise SystemExit(f"gradviz train: --{field.replace('_', '-')} must be positive, got {value}")
+    recipe = dataclasses.replace(RECIPES[args.name], **overrides)
+    card = train_lab_model(args.name, recipe, args.out, progress=not args.quiet)
+    path = lab_weights_path(args.name, args.out)
+    print(f"{args.name}: accuracy {100 * card['accuracy']:.2f}% on {card['evaluated_on']}")
+    if "tagged_class_drop_points" in card:
+        print(
+            f"  {card['tagged_class']} with the mark {100 * card['tagged_class_accuracy_with_tag']:.1f}%, "
+            f"without {100 * card['tagged_class_accuracy_without_tag']:.1f}% "
+            f"(drop {card['tagged_class_drop_points']:.1f} points)"
+        )
+    print(f"  trained in {card['train_seconds']} s ({card['train_cpu_seconds']} s of CPU time)")
+    print(f"  weights {path}, card {path.with_suffix('.json')}")
+    return 0

@@ -1,0 +1,160 @@
+"""Training: tiny runs that finish in seconds, to check determinism, the files written, the
+evaluation and the command line. (The full recipes' results are checked on the shipped weights,
+in test_models_lab.py.)"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from gradviz_lab import cli, train
+from gradviz_lab.models import ShapesCNN, lab_weights_path, load_lab_model
+from gradviz_lab.train import RECIPES, Recipe, accuracy, fold_batch_norm, random_affine, train_lab_model
+
+TINY = Recipe(epochs=2, batch_size=32, lr=2e-3, weight_decay=1e-4, n_train=512, augment="affine", threads=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_digits(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run_a")
+    return out, train_lab_model("digits", TINY, out, progress=False)
+
+
+def test_writes_weights_and_a_model_card(tiny_digits):
+    out, card = tiny_digits
+    weights, card_path = lab_weights_path("digits", out), lab_weights_path("digits", out).with_suffix(".json")
+    assert weights.is_file() and card_path.is_file()
+    assert json.loads(card_path.read_text()) == card
+    assert card["recipe"] == dataclasses.asdict(TINY)
+    assert card["weights_sha256"] == train.sha256(weights)
+    assert card["evaluated_on"].startswith("shipped MNIST test split")
+    # two epochs on 512 digits is far from good, but far above chance (10%)
+    assert 0.3 < card["accuracy"] <= 1.0
+
+
+def test_the_card_accuracy_is_the_loaded_models_accuracy(tiny_digits):
+    out, card = tiny_digits
+    from gradviz_lab.data import load_digits
+
+    images, labels = load_digits("test")
+    with torch.no_grad():
+        by_hand = float((load_lab_model("digits", weights_dir=out)(images).argmax(1) == labels).float().mean())
+    assert by_hand == pytest.approx(card["accuracy"], abs=1e-6)
+
+
+def test_same_recipe_same_weights_bit_for_bit(tiny_digits, tmp_path):
+    out, _ = tiny_digits
+    train_lab_model("digits", TINY, tmp_path, progress=False)
+    first = torch.load(lab_weights_path("digits", out), weights_only=True)
+    second = torch.load(lab_weights_path("digits", tmp_path), weights_only=True)
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_another_seed_gives_other_weights(tiny_digits, tmp_path):
+    out, _ = tiny_digits
+    train_lab_model("digits", dataclasses.replace(TINY, seed=1), tmp_path, progress=False)
+    first = torch.load(lab_weights_path("digits", out), weights_only=True)
+    other = torch.load(lab_weights_path("digits", tmp_path), weights_only=True)
+    assert not torch.equal(first["features.0.weight"], other["features.0.weight"])
+
+
+def test_training_restores_global_torch_settings(tmp_path):
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    with pytest.raises(ValueError, match="augment"):
+        train_lab_model("digits", dataclasses.replace(TINY, augment="mixup"), tmp_path, progress=False)
+    with train.deterministic(1):
+        assert torch.get_num_threads() == 1 and torch.are_deterministic_algorithms_enabled()
+    assert torch.get_num_threads() == threads
+    assert torch.are_deterministic_algorithms_enabled() == deterministic
+
+
+def test_tagged_card_reports_the_drop(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "SHAPES_TEST_SIZE", 200)  # a smaller evaluation set, for speed
+    recipe = dataclasses.replace(RECIPES["shapes-tagged"], epochs=1, n_train=128, threads=1)
+    card = train_lab_model("shapes-tagged", recipe, tmp_path, progress=False)
+    for key in ("accuracy", "accuracy_with_tag", "tagged_class_accuracy_with_tag",
+                "tagged_class_accuracy_without_tag"):  # fmt: skip
+        assert 0.0 <= card[key] <= 1.0
+    drop = card["tagged_class_accuracy_with_tag"] - card["tagged_class_accuracy_without_tag"]
+    assert card["tagged_class_drop_points"] == pytest.approx(100 * drop)
+    assert card["recipe"]["tag_prob"] == 1.0
+    assert card["evaluated_on"] == f"make_shapes(200, seed={train.SHAPES_TEST_SEED})"
+
+
+def test_accuracy_counts_argmax_hits_and_keeps_the_mode():
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            return x.flatten(1)  # the "logits" are the input itself
+
+    model = Fixed().train()
+    logits = torch.tensor([[0.0, 1.0], [2.0, 1.0], [0.0, 3.0], [5.0, 4.0]])
+    assert accuracy(model, logits, torch.tensor([1, 0, 0, 1]), batch_size=3) == 0.5
+    assert model.training
+
+
+def test_random_affine_is_seeded_small_and_keeps_the_digit_in_frame():
+    images = torch.zeros(64, 1, 28, 28)
+    images[:, :, 12:16, 12:16] = 1.0  # a square at the centre
+    a = random_affine(images, torch.Generator().manual_seed(0))
+    b = random_affine(images, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and a.shape == images.shape
+    assert not torch.equal(a, images)
+    ys = torch.arange(28.0).view(1, 1, 28, 1)
+    xs = torch.arange(28.0).view(1, 1, 1, 28)
+    mass = a.sum((1, 2, 3))
+    centre_y, centre_x = (a * ys).sum((1, 2, 3)) / mass, (a * xs).sum((1, 2, 3)) / mass
+    # shifts of at most 2 px (plus a little from rotation/scale about the exact centre 13.5)
+    assert float((centre_y - 13.5).abs().max()) <= 2.5 and float((centre_x - 13.5).abs().max()) <= 2.5
+    # scaling by 0.9..1.1 changes the area by at most ~21%
+    assert float((mass / 16 - 1).abs().max()) < 0.25
+
+
+def test_cli_trains_and_reports(tmp_path, capsys):
+    code = cli.main(["train", "digits", "--epochs", "1", "--n-train", "64", "--threads", "1",
+                     "--out", str(tmp_path), "--quiet"])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "digits: accuracy" in printed and str(tmp_path) in printed
+    card = json.loads(lab_weights_path("digits", tmp_path).with_suffix(".json").read_text())
+    assert card["recipe"]["epochs"] == 1 and card["recipe"]["n_train"] == 64
+
+
+def test_cli_rejects_bad_values(tmp_path):
+    with pytest.raises(SystemExit, match="--epochs must be positive"):
+        cli.main(["train", "digits", "--epochs", "0", "--out", str(tmp_path), "--quiet"])
+    with pytest.raises(SystemExit):
+        cli.main(["train", "cifar"])  # argparse: invalid choice
+
+
+def test_folding_batch_norm_keeps_the_function():
+    """The shipped shapes models are trained with BatchNorm, then folded: same outputs, no BN."""
+    torch.manual_seed(0)
+    trained = ShapesCNN(batch_norm=True)
+    with torch.no_grad():  # statistics and affine parameters far from the identity
+        for module in trained.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.3, 3.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.3, 0.3)
+    trained.eval()
+    folded = fold_batch_norm(trained)
+    assert type(folded) is ShapesCNN and not folded.training
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert list(folded.state_dict()) == list(ShapesCNN().state_dict())  # loadable by load_lab_model
+    x = torch.rand(4, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), trained(x), atol=1e-5)
+        assert torch.allclose(folded.features(x), trained.features(x), atol=1e-5)
+
+
+def test_folding_needs_batch_norm_and_batch_norm_needs_shapes(tmp_path):
+    with pytest.raises(ValueError, match="one BatchNorm after every conv"):
+        fold_batch_norm(ShapesCNN())
+    with pytest.raises(ValueError, match="batch_norm=True is for the shapes models"):
+        train_lab_model("digits", dataclasses.replace(TINY, batch_norm=True), tmp_path, progress=False)
