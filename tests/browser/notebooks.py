@@ -138,6 +138,7 @@ from gradviz_lab.widgets import (
     image_picker,
     integrated_gradients_dashboard,
     occlusion_dashboard,
+    randomisation_dashboard,
     relu_rules_dashboard,
     saliency_dashboard,
     smoothgrad_dashboard,
@@ -158,6 +159,9 @@ DASHBOARD_CELLS = [
         "integrated_gradients", "integrated_gradients_dashboard()", ".gradviz-control-steps", "Home"
     ),  # a single step: a visibly cruder path integral
     WidgetCell("compare", "compare_dashboard()", ".gradviz-control-clip", "Home"),  # clip at 90 %
+    WidgetCell(
+        "randomisation", "randomisation_dashboard()", ".gradviz-control-layers", "End"
+    ),  # every layer random: the saliency map turns to noise
 ]
 
 

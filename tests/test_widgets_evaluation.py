@@ -1,0 +1,83 @@
+"""The randomisation dashboard, driven headlessly: the slider over randomised layers."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import torch
+from torch import nn
+
+from gradviz_lab import attribution, hooks
+from gradviz_lab.evaluate import randomisable_layers
+from gradviz_lab.widgets import DASHBOARDS, randomisation_dashboard
+
+CLASSES = ["a", "b", "c"]
+
+
+def tiny_cnn(seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    layers = OrderedDict(
+        conv1=nn.Conv2d(3, 4, 3, padding=1),
+        relu1=nn.ReLU(inplace=True),
+        conv2=nn.Conv2d(4, 6, 3, padding=1),
+        relu2=nn.ReLU(),
+        gap=nn.AdaptiveAvgPool2d(1),
+        flat=nn.Flatten(),
+        fc=nn.Linear(6, 3),
+    )
+    return nn.Sequential(layers).eval()
+
+
+def images() -> torch.Tensor:
+    return torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+
+
+def test_registered_with_a_layers_slider():
+    assert DASHBOARDS["randomisation"] is randomisation_dashboard
+    dash = randomisation_dashboard(tiny_cnn(), images(), CLASSES)
+    assert dash.controls["layers"].min == 0 and dash.controls["layers"].max == 3  # fc, conv2, conv1
+
+
+def test_slider_at_zero_shows_the_trained_map_and_moving_it_changes_the_map():
+    model = tiny_cnn()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    dash = randomisation_dashboard(model, images(), CLASSES)
+    assert dash.last_error is None, dash.last_error
+    # slider at 0: the copy is the trained model, so both panels equal the package's saliency
+    target = int(model(images()[:1]).argmax())
+    expected = attribution.saliency(model, images()[:1], target)[0, 0].detach().numpy()
+    trained, random = dash.last_maps.values()
+    np.testing.assert_allclose(trained, expected, atol=1e-6)
+    np.testing.assert_allclose(dash.last_map, expected, atol=1e-6)
+    assert dash.last_similarity == 1.0 or abs(dash.last_similarity - 1.0) < 1e-12
+    # every layer random: a different map, and the trained panel stays as it was
+    dash.controls["layers"].value = 3
+    assert dash.last_error is None, dash.last_error
+    assert not np.allclose(dash.last_map, expected, atol=1e-4)
+    np.testing.assert_allclose(list(dash.last_maps.values())[0], expected, atol=1e-6)
+    assert dash.last_similarity < 0.99
+    # back to 0: the trained map again
+    dash.controls["layers"].value = 0
+    np.testing.assert_allclose(dash.last_map, expected, atol=1e-6)
+    # the model itself was never randomised, nor left with grads or hooks
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not model.training and hooks.count_hooks(model) == 0
+    assert all(p.grad is None and p.requires_grad for p in model.parameters())
+
+
+def test_cascade_matches_an_independent_reinitialisation_of_the_top_layer():
+    """Slider at 1 = only the logits layer re-drawn: rebuild that copy here and compare."""
+    from gradviz_lab.evaluate import randomised_copy
+
+    model = tiny_cnn()
+    dash = randomisation_dashboard(model, images(), CLASSES)
+    dash.set(method="gradcam", layers=1)
+    assert dash.last_error is None, dash.last_error
+    copy = randomised_copy(model, 1, seed=0)
+    assert randomisable_layers(model)[0] == "fc"
+    assert not torch.equal(copy.fc.weight, model.fc.weight)
+    assert torch.equal(copy.conv1.weight, model.conv1.weight)
+    target = int(model(images()[:1]).argmax())
+    expected = attribution.gradcam(copy, images()[:1], target, layer="relu2")[0, 0]
+    np.testing.assert_allclose(dash.last_map, expected.detach().numpy(), atol=1e-6)
