@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_core_nets import images, one_thread, small_cnn  # noqa: F401 (fixture)
+from test_core_nets import images, small_cnn
 
 from gradviz_lab.attribution import (
     deconvnet,
@@ -19,7 +19,6 @@ from gradviz_lab.attribution import (
     smoothgrad,
 )
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 METHODS = {
     "input_gradient": lambda m, x: input_gradient(m, x, [1, 3]),

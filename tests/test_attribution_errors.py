@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_core_nets import TwiceReLU, images, one_thread, small_cnn  # noqa: F401 (fixture)
+from test_core_nets import TwiceReLU, images, small_cnn
 
 from gradviz_lab.attribution import (
     deconvnet,
@@ -19,7 +19,6 @@ from gradviz_lab.attribution import (
     smoothgrad,
 )
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 EVERY_METHOD = {
     "input_gradient": input_gradient,

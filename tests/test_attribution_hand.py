@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_core_nets import HAND_X, hand_net, linear_net, one_thread  # noqa: F401 (fixture)
+from test_core_nets import HAND_X, hand_net, linear_net
 
 from gradviz_lab.attribution import (
     deconvnet,
@@ -25,7 +25,6 @@ from gradviz_lab.attribution import (
     smoothgrad,
 )
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 X3 = HAND_X.repeat(3, 1, 1, 1)  # the same image, explained for classes 0, 1, 2
 CLASSES = [0, 1, 2]

@@ -6,10 +6,9 @@ import warnings
 
 import pytest
 import torch
-from test_core_nets import (  # noqa: F401 (one_thread is a fixture)
+from test_core_nets import (
     images,
     linear_net,
-    one_thread,
     small_cnn,
     smooth_cnn,
     varied_images,
@@ -26,8 +25,6 @@ from gradviz_lab.attribution import (
     saliency,
     smoothgrad,
 )
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("variant", ["mean", "squared", "variance"])

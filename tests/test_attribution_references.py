@@ -11,10 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from test_core_nets import (  # noqa: F401 (one_thread is a fixture)
+from test_core_nets import (
     TwiceReLU,
     images,
-    one_thread,
     small_cnn,
     smooth_cnn,
     without_inplace,
@@ -36,7 +35,6 @@ from gradviz_lab.attribution import (
     smoothgrad,
 )
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 # --- references, the lecture's way ----------------------------------------------------------
 

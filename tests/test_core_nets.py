@@ -9,23 +9,10 @@ from __future__ import annotations
 import copy
 from collections import OrderedDict
 
-import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-@pytest.fixture
-def one_thread():
-    """Tensors this small gain nothing from a second thread, only synchronisation; on a busy
-    machine a second thread makes each tiny op wait for a core. Restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 # --- the hand network --------------------------------------------------------------------------
 # conv 1x1 with weights (+1, -1): channel 0 = x, channel 1 = -x; ReLU; global average pooling;

@@ -24,15 +24,6 @@ from gradviz_lab.data import load_digits
 from gradviz_lab.hooks import count_hooks
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These models are tiny: one thread is faster than two fighting over a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def digits() -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = load_digits("train")  # sorted by label: take a seeded mixed subset

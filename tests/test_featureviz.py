@@ -21,15 +21,6 @@ from gradviz_lab import featureviz as fv
 from gradviz_lab.hooks import count_hooks
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These models are tiny: one thread is faster than two fighting over a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_cnn(seed: int = 0, channels: int = 1) -> nn.Sequential:
     torch.manual_seed(seed)
     return nn.Sequential(

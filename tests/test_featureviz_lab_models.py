@@ -16,15 +16,6 @@ from gradviz_lab.models import lab_weights_path, load_lab_model
 IMAGE_SHAPES = {"digits": (1, 28, 28), "shapes": (3, 64, 64)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These models are tiny: one thread is faster than two fighting over a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def lab_model(name: str) -> torch.nn.Module:
     path = lab_weights_path(name)
     if not path.is_file():

@@ -8,11 +8,10 @@ from collections import OrderedDict
 
 import pytest
 import torch
-from test_core_nets import (  # noqa: F401 (one_thread is a fixture)
+from test_core_nets import (
     FunctionalReLU,
     TwiceReLU,
     images,
-    one_thread,
     seeded,
     small_cnn,
 )
@@ -33,8 +32,6 @@ from gradviz_lab.attribution import (
     smoothgrad,
 )
 from gradviz_lab.attribution.relu_rules import backprop_with_rule, gradient_rule
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def batchnorm_net() -> nn.Sequential:
