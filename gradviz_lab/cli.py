@@ -20,7 +20,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module is imported to add its arguments, so that
+    ``gradviz --help`` answers at once instead of first importing torch."""
     parser = argparse.ArgumentParser(
         prog="gradviz",
         description="gradviz-lab: see what a convolutional network looks at.",
@@ -30,12 +32,20 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
         sub_parser.set_defaults(_module=module_name)
-        importlib.import_module(module_name).add_arguments(sub_parser)
+        if name == command:
+            importlib.import_module(module_name).add_arguments(sub_parser)
     return parser
 
 
+def requested_command(argv: list[str]) -> str | None:
+    """The subcommand named in argv: its first word that is not an option (None if none is)."""
+    words = [word for word in argv if not word.startswith("-")]
+    return words[0] if words and words[0] in SUBCOMMANDS else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(requested_command(argv))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -206,8 +206,8 @@ def record_gradient_flow(model: nn.Module, weights_only: bool = True) -> Iterato
         flow.mean_abs   # (steps, layers)
 
     How: a hook on each watched parameter runs right after autograd has written its ``.grad``
-    (``Tensor.register_post_accumulate_grad_hook``) and reads that ``.grad``; the row is closed
-    when the backward pass ends. The hooks are removed when the block ends, also on an
+    (``hooks.gradient_arrivals``) and reads that ``.grad``; the row is closed when the backward
+    pass ends (``hooks.at_end_of_backward``). The hooks are removed when the block ends, also on an
     exception. Without ``zero_grad`` between passes ``.grad`` accumulates, and so do the
     recorded numbers.
     """
@@ -221,29 +221,18 @@ def record_gradient_flow(model: nn.Module, weights_only: bool = True) -> Iterato
             flow.rows.append(dict(pending))
             pending.clear()
 
-    def watcher(name: str) -> Callable[[torch.Tensor], None]:
-        def on_grad(param: torch.Tensor) -> None:
-            if name in pending:  # a pass that failed half-way never ran its callback
-                close_row()
-            if not pending:  # the first watched gradient of this backward pass:
-                _at_end_of_backward(close_row)  # its row is complete when the pass ends
-            pending[name] = _gradient_statistics(param.grad)
+    def on_gradient(name: str, param: torch.Tensor) -> None:
+        if name in pending:  # a pass that failed half-way never ran its callback
+            close_row()
+        if not pending:  # the first watched gradient of this backward pass:
+            hooks.at_end_of_backward(close_row)  # its row is complete when the pass ends
+        pending[name] = _gradient_statistics(param.grad)
 
-        return on_grad
-
-    handles = [p.register_post_accumulate_grad_hook(watcher(name)) for name, p in watched]
     try:
-        yield flow
+        with hooks.gradient_arrivals(watched, on_gradient):
+            yield flow
     finally:
-        for handle in handles:
-            handle.remove()
         close_row()
-
-
-def _at_end_of_backward(callback: Callable[[], None]) -> None:
-    """Run ``callback`` once the backward pass now running has finished (what PyTorch's own
-    distributed training uses to know that all gradients of a pass have arrived)."""
-    torch.autograd.Variable._execution_engine.queue_callback(callback)
 
 
 def _check_batch(images: torch.Tensor, labels: torch.Tensor) -> None:

@@ -10,6 +10,8 @@ it added in a ``finally`` block, also when the code inside raises.
 - ``relu_backward_rule(model, rule)`` a new backward pass through every ``nn.ReLU``
 - ``forward_shapes(model)``        the output shape of every module, in the order they finish
 - ``count_hooks(model)``           how many module hooks are registered (for tests and lessons)
+- ``gradient_arrivals(params, f)`` f(name, param) each time a parameter's ``.grad`` is written
+- ``at_end_of_backward(f)``        f() once the running backward pass has finished
 """
 
 from __future__ import annotations
@@ -255,3 +257,31 @@ def relu_backward_rule(model: nn.Module, rule: ReluRule) -> Iterator[None]:
             FunctionalReLUWarning,
             stacklevel=4,
         )
+
+
+# --- watching gradients arrive (training diagnostics) -----------------------------------------
+
+
+@contextmanager
+def gradient_arrivals(
+    parameters: list[tuple[str, torch.Tensor]],
+    on_gradient: Callable[[str, torch.Tensor], None],
+) -> Iterator[None]:
+    """Call ``on_gradient(name, parameter)`` each time autograd has just written a parameter's
+    ``.grad`` during a backward pass (``Tensor.register_post_accumulate_grad_hook``); removed on exit."""
+    handles = [
+        parameter.register_post_accumulate_grad_hook(lambda p, name=name: on_gradient(name, p))
+        for name, parameter in parameters
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def at_end_of_backward(callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the backward pass now running has finished. Call it from inside a
+    backward hook. (A private autograd call, the one PyTorch's own distributed training uses to
+    learn that all gradients of a pass have arrived; there is no public equivalent.)"""
+    torch.autograd.Variable._execution_engine.queue_callback(callback)

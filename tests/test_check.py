@@ -186,6 +186,14 @@ def test_gradcam_checker_explains_the_in_place_relu_pitfall(capsys):
     assert "ReLU(inplace=True)" in out
 
 
+def test_the_in_place_note_appears_only_when_in_place_relus_are_the_cause(capsys):
+    """A mistake that fails every case (weight gradients) gets its hint, not the in-place note."""
+    report = check.check_gradcam(make_student_gradcam(weight_gradients=True))
+    out = capsys.readouterr().out
+    assert report.results == [False, False, False]
+    assert "not its weights" in out and "ReLU(inplace=True)" not in out
+
+
 def test_an_untouched_stub_gets_one_friendly_line(capsys):
     for checker in (check.check_saliency, check.check_occlusion, check.check_smoothgrad,
                     check.check_guided_backprop, check.check_gradcam):

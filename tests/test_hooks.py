@@ -311,3 +311,18 @@ def test_the_input_is_untouched_and_maps_carry_no_graph(name):
     out = call()
     assert not out.requires_grad and out.grad_fn is None
     assert torch.equal(x.detach(), x_before) and x.grad is None
+
+
+def test_hooks_are_registered_only_in_the_hooks_module():
+    """The package's rule: every hook lives in hooks.py, inside a context manager that removes it."""
+    import re
+    from pathlib import Path
+
+    package = Path(hooks.__file__).parent
+    offenders = [
+        f"{path.relative_to(package)}:{number}"
+        for path in sorted(package.rglob("*.py")) if path.name != "hooks.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"\.register_\w*hook\(|_execution_engine", line)
+    ]
+    assert offenders == [], offenders

@@ -104,6 +104,26 @@ def test_console_script_help_and_version():
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
 
 
+def test_top_level_help_answers_without_importing_torch():
+    """`gradviz --help` must answer at once: only the subcommand being run is imported."""
+    probe = (
+        "import sys\n"
+        "from gradviz_lab import cli\n"
+        "try:\n"
+        "    cli.main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('IMPORTED' if 'torch' in sys.modules else 'CLEAN')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().endswith("CLEAN"), out.stdout[-300:]
+    for name in ("train", "explain", "exercises", "gradient-flow"):
+        helped = subprocess.run(
+            [sys.executable, "-m", "gradviz_lab.cli", name, "--help"], capture_output=True, text=True
+        )
+        assert helped.returncode == 0 and f"usage: gradviz {name}" in helped.stdout, helped.stderr[-500:]
+
+
 def test_second_setup_reinstalls_nothing():
     """After `make setup`, the stamp is newer than its inputs: make has nothing to do."""
     stamp = ROOT / ".venv" / ".gradviz-installed"

@@ -166,6 +166,7 @@ class Dashboard(widgets.VBox):
 
     # ---- the images and the model -----------------------------------------------------------
     def _load(self, model, images, class_names, image_names, gallery_name) -> None:
+        self.gallery_name = gallery_name if model is None else None  # None: the caller's model
         if model is None:
             examples = gallery(gallery_name)
             model, images = examples.model, examples.images
