@@ -236,3 +236,21 @@ def test_dashboard_shows_a_figure_that_follows_its_slider(dashboards, artifacts,
     widget = DASHBOARD_CELLS[index]
     (before, after), fraction = check_slider_redraws_figure(dashboards, index + 1, widget, artifacts)
     print(f"{widget.name}: slider {before} -> {after} ({widget.key}), {fraction:.1%} of pixels changed")
+
+
+def test_save_button_writes_the_figure_next_to_the_notebook(dashboards, lab_root):
+    """An instructor's click on "save PNG for slides" writes the figure on show into figures/
+    beside the notebook (the kernel's working directory) and says where."""
+    import time
+
+    cell = dashboards.code_cell(1)
+    before = set((lab_root / "figures").glob("*.png"))
+    cell.locator(".gradviz-save").click()  # the button "save PNG for slides"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not set((lab_root / "figures").glob("*.png")) - before:
+        time.sleep(0.2)
+    new = sorted(set((lab_root / "figures").glob("*.png")) - before)
+    assert len(new) == 1, f"no figure written in {lab_root / 'figures'}"
+    assert new[0].read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    cell.get_by_text(f"figures/{new[0].name}").wait_for(timeout=10_000)
+    assert not dashboards.problems(cell), dashboards.problems(cell)

@@ -7,6 +7,7 @@ A dashboard is an ``ipywidgets.VBox``: the last expression of a notebook cell, i
     progress bar (only during long work)
     picture: a PNG drawn by gradviz_lab.viz        <- an ipywidgets.Image, fast in any browser
     caption: prediction, extra facts
+    [save PNG for slides]                          <- the figure on show, at 200 dpi, to figures/
     error: the message of an exception raised while refreshing (also logged)
 
 Headless use (tests, benchmarks): set ``dash.controls["sigma"].value = 0.3`` (what a slider does)
@@ -19,11 +20,13 @@ from __future__ import annotations
 import contextlib
 import html
 import logging
+import re
 import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
@@ -147,11 +150,17 @@ class Dashboard(widgets.VBox):
             layout=widgets.Layout(visibility="hidden"),
         )
         self.caption = widgets.HTML()
+        self.save_button = widgets.Button(
+            description="save PNG for slides", icon="download", layout=widgets.Layout(width="auto")
+        )
+        self.save_button.on_click(self._on_save)
+        self.saved = widgets.HTML()
         self.error = widgets.HTML()
         for name, control in self.controls.items():
             control.observe(self._on_change, names="value")
             control.add_class(f"gradviz-control-{name}")
         self.picture.add_class("gradviz-picture")
+        self.save_button.add_class("gradviz-save")
         self.error.add_class("gradviz-error")
         self.add_class("gradviz-dashboard")
         self.children = [
@@ -160,6 +169,7 @@ class Dashboard(widgets.VBox):
             self.progress,
             self.picture,
             self.caption,
+            widgets.HBox([self.save_button, self.saved]),
             self.error,
         ]
         self.refresh()
@@ -375,6 +385,40 @@ class Dashboard(widgets.VBox):
             for name, value in values.items():
                 self.controls[name].value = value
         self.refresh()
+
+    # ---- figures for slides -------------------------------------------------------------------
+    slide_dpi = 200  # as ``gradviz explain``: sharp on a projector
+
+    def figure_name(self) -> str:
+        """A file name saying what is on show: dashboard, image, target and knob values."""
+        index, target = int(self.image.value), self.target.value
+        words = [
+            type(self).__name__.removesuffix("Dashboard").lower() or "dashboard",
+            self.image_names[index],
+            "predicted" if target == PREDICTED else self.class_names[int(target)],
+        ]
+        words += [f"{name}-{control.value}" for name, control in self.knobs.items()]
+        slug = re.sub(r"[^A-Za-z0-9.=-]+", "_", "_".join(words)).strip("_")
+        return f"{slug[:150]}.png"
+
+    def save_png(self, path: str | Path | None = None, dpi: float | None = None) -> Path:
+        """Write the figure on show to ``path`` (default ``figures/`` + ``figure_name()``) at
+        ``dpi`` (default 200, slide resolution); returns the path written."""
+        if self.last_figure is None:
+            raise RuntimeError("nothing to save: the dashboard has not drawn a figure yet")
+        path = Path("figures") / self.figure_name() if path is None else Path(path)
+        if path.suffix.lower() != ".png":
+            raise ValueError(f"the figure is saved as PNG: give a path ending in .png, got {str(path)!r}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(viz.figure_to_png(self.last_figure, dpi=dpi or self.slide_dpi))
+        return path
+
+    def _on_save(self, _button: widgets.Button) -> None:
+        try:
+            path = self.save_png()
+            self.saved.value = f"<span style='font-size:14px'>saved <code>{html.escape(str(path))}</code></span>"
+        except Exception as error:  # shown in the dashboard like any other error
+            self.show_error(error)
 
     @contextmanager
     def quietly(self) -> Iterator[None]:
