@@ -82,10 +82,16 @@ def standard_cases() -> list[Case]:
 
 def run_checks(name: str, student: Method, reference: Method, cases: list[Case],
                mistakes: dict[str, Method] | None = None, atol: float = 1e-6) -> CheckReport:
-    """Compare student(model, x, target, **knobs) with reference on every case; print one line each."""
+    """Compare student(model, x, target, **knobs) with reference on every case; print one line each.
+
+    The reference runs first, on the untouched model; after the student's function the model must
+    be exactly as it was (same modules, weights, modes, no hook left), or the case fails.
+    """
     results = []
     for number, case in enumerate(cases, 1):
         prefix = f"case {number}/{len(cases)} ({case.description})"
+        expected = reference(case.model, case.x.clone(), case.target.clone(), **case.knobs)
+        before = _fingerprint(case.model)
         try:
             got = student(case.model, case.x.clone(), case.target.clone(), **case.knobs)
         except NotImplementedError:
@@ -96,20 +102,49 @@ def run_checks(name: str, student: Method, reference: Method, cases: list[Case],
             print(f"[x] {prefix}: your function raised {type(error).__name__}: {error}")
             results.append(False)
             continue
-        expected = reference(case.model, case.x.clone(), case.target.clone(), **case.knobs)
+        changed = _what_changed(before, _fingerprint(case.model))
         ok, message = _compare(got, expected, atol)
-        if not ok:
+        if not ok and changed not in ("its modules were replaced", "its weights changed"):
+            # (the typical mistakes are replayed on the model, so only on an intact one)
             hint = _diagnose(got, case, mistakes or {}, atol)
             message += f" Hint: {hint}" if hint else ""
             if case.inplace and _passes_without_inplace(student, case, expected, atol):
                 message += (" Note: this model uses ReLU(inplace=True), which overwrites its input "
                             "(and so a stored layer output) during the forward pass; work on a copy "
                             "with inplace=False, or clone the tensors you keep.")
+        if changed:
+            ok = False
+            message += (f" And your function changed the model it was given ({changed}): leave it"
+                        " as it was, e.g. work on a copy (copy.deepcopy(model)) or undo what you did.")
         results.append(ok)
         print(f"[{'ok' if ok else 'x'}] {prefix}: {message}")
     verdict = "all cases pass" if all(results) else f"{sum(results)}/{len(results)} cases pass"
     print(f"{name}: {verdict}.")
     return CheckReport(name, results)
+
+
+def _fingerprint(model: nn.Module) -> dict:
+    """What a method must leave as it found: module types, weights, train/eval modes, hooks.
+    (Batch-norm running statistics are left out: a forward pass in train mode updates them.)"""
+    return {
+        "modules": [(name, type(module).__name__) for name, module in model.named_modules()],
+        "weights": {key: value.detach().clone() for key, value in model.named_parameters()},
+        "modes": [module.training for module in model.modules()],
+        "hooks": hooks.count_hooks(model),
+    }
+
+
+def _what_changed(before: dict, after: dict) -> str:
+    if before["modules"] != after["modules"]:
+        return "its modules were replaced"
+    if before["weights"].keys() != after["weights"].keys() or not all(
+            torch.equal(before["weights"][k], after["weights"][k]) for k in before["weights"]):
+        return "its weights changed"
+    if before["modes"] != after["modes"]:
+        return "its train/eval mode changed"
+    if after["hooks"] != before["hooks"]:
+        return f"{after['hooks'] - before['hooks']} hook(s) left on it"
+    return ""
 
 
 def _compare(got, expected: torch.Tensor, atol: float) -> tuple[bool, str]:
@@ -215,14 +250,31 @@ class _Cubic(nn.Module):
         return torch.einsum("kchw,bchw->bk", self.weight, x ** 3) / 3
 
 
-def _estimated_sigma_squared(result: torch.Tensor, model: _Cubic, x: torch.Tensor, target: torch.Tensor):
-    weight = model.weight.detach()[target]  # (B, C, H, W)
-    return (result.detach() / weight - x ** 2).mean()
+def _per_image(values: torch.Tensor) -> torch.Tensor:
+    return values.flatten(1).mean(dim=1)
+
+
+def _cubic_batch(sigma: float) -> tuple[_Cubic, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Two images with different value ranges (10 and 255) in one batch, the cubic model, targets,
+    and each image's true noise variance (sigma * its range)^2."""
+    generator = torch.Generator().manual_seed(3)
+    ranges = torch.tensor([10.0, 255.0], dtype=torch.float64)
+    x = (torch.rand(2, 3, 8, 8, generator=generator, dtype=torch.float64) - 0.5) * ranges.view(2, 1, 1, 1)
+    x[:, 0, 0, 0], x[:, 0, 0, 1] = -ranges / 2, ranges / 2  # each image's range is exactly its value
+    model = _Cubic(torch.rand(5, 3, 8, 8, generator=generator, dtype=torch.float64) + 0.5)
+    return model, x, torch.tensor([1, 3]), (sigma * ranges) ** 2
 
 
 def check_smoothgrad(student: Method, n_samples: int = 300) -> CheckReport:
     """smoothgrad(model, x, target, n_samples, sigma, seed) -> (B, C, H, W): the mean input gradient
-    over n noisy copies x + N(0, s^2), with s = sigma * (x.max() - x.min()) (Smilkov et al. 2017)."""
+    over n noisy copies x + N(0, s^2), with s = sigma * (max - min) of each image (Smilkov et al.
+    2017).
+
+    Cases 3 and 4 use a cubic model, y_k = sum_i w_ki x_i^3 / 3, whose expected SmoothGrad map is
+    w (x^2 + s^2): the map gives away each image's noise variance s^2 (case 3), and how much it
+    scatters around its expectation shows whether the n copies drew independent noise (case 4:
+    the per-pixel variance of a mean of n independent draws is Var[(x + e)^2] / n).
+    """
     results = []
     cases = standard_cases()[:2]
     for number, case in enumerate(cases, 1):  # sigma 0: SmoothGrad is the plain gradient
@@ -240,47 +292,75 @@ def check_smoothgrad(student: Method, n_samples: int = 300) -> CheckReport:
         ok, message = _compare(got, attribution.input_gradient(case.model, case.x, case.target), 1e-6)
         results.append(ok)
         print(f"[{'ok' if ok else 'x'}] {prefix}: {message}")
-    for number, value_range in enumerate([10.0, 255.0], 3):  # closed form on the cubic model
-        generator = torch.Generator().manual_seed(number)
-        x = (torch.rand(2, 3, 8, 8, generator=generator, dtype=torch.float64) - 0.5) * value_range
-        x[:, 0, 0, 0], x[:, 0, 0, 1] = -value_range / 2, value_range / 2  # range exactly value_range
-        model = _Cubic(torch.rand(5, 3, 8, 8, generator=generator, dtype=torch.float64) + 0.5)
-        target = torch.tensor([1, 3])
-        sigma = 0.2
-        prefix = f"case {number}/4 (cubic model, values in [{-value_range / 2:g}, {value_range / 2:g}], sigma {sigma})"
-        try:
-            got = student(model, x.clone(), target.clone(), n_samples=n_samples, sigma=sigma, seed=0)
-        except Exception as error:
+
+    sigma = 0.2
+    model, x, target, true = _cubic_batch(sigma)
+    level = f"case 3/4 (cubic model, two images with value ranges 10 and 255, sigma {sigma})"
+    fresh = f"case 4/4 (the same, {n_samples} samples: is each sample's noise drawn afresh?)"
+    try:
+        got = student(model, x.clone(), target.clone(), n_samples=n_samples, sigma=sigma, seed=0)
+    except Exception as error:
+        for prefix in (level, fresh):
             print(f"[x] {prefix}: your function raised {type(error).__name__}: {error}")
-            results.append(False)
-            continue
-        if not isinstance(got, torch.Tensor) or got.shape != x.shape:
+        results += [False, False]
+        got = None
+    if got is not None and (not isinstance(got, torch.Tensor) or got.shape != x.shape):
+        for prefix in (level, fresh):
             print(f"[x] {prefix}: expected a tensor of shape {tuple(x.shape)}.")
-            results.append(False)
-            continue
-        true = (sigma * value_range) ** 2
-        estimate = float(_estimated_sigma_squared(got, model, x, target))
-        ok = abs(estimate - true) < 0.15 * true
-        message = "the noise level matches sigma x (max - min)." if ok else (
-            f"your maps imply a noise standard deviation of {max(estimate, 0) ** 0.5:.3g}, "
-            f"expected {sigma * value_range:.3g}.")
-        if not ok and abs(estimate - sigma ** 2) < 0.15 * true:
-            message += " Hint: sigma is a fraction of the image's value range: use sigma * (x.max() - x.min())."
-        elif not ok:
-            weight = model.weight.detach()[target]
-            scale = float((got.detach() / (weight * (x ** 2 + true))).mean())
-            if abs(scale - n_samples) < 0.2 * n_samples:
-                message += " Hint: average the gradients (divide their sum by n_samples)."
-        results.append(ok)
-        print(f"[{'ok' if ok else 'x'}] {prefix}: {message}")
+        results += [False, False]
+        got = None
+    if got is not None:
+        ok_level, message = _check_noise_level(got.detach(), model, x, target, true, sigma, n_samples)
+        results.append(ok_level)
+        print(f"[{'ok' if ok_level else 'x'}] {level}: {message}")
+        ok_fresh, message = _check_fresh_noise(got.detach(), model, x, target, n_samples)
+        results.append(ok_fresh)
+        print(f"[{'ok' if ok_fresh else 'x'}] {fresh}: {message}")
     verdict = "all cases pass" if all(results) else f"{sum(results)}/{len(results)} cases pass"
     print(f"smoothgrad: {verdict}.")
     return CheckReport("smoothgrad", results)
 
 
+def _check_noise_level(got, model, x, target, true, sigma, n_samples) -> tuple[bool, str]:
+    weight = model.weight.detach()[target]
+    estimate = _per_image(got / weight - x ** 2)  # each image's s^2
+    ok = bool(((estimate - true).abs() < 0.15 * true).all())
+    if ok:
+        return True, "each image's noise level matches sigma x (its max - min)."
+    implied = ", ".join(f"{max(float(e), 0) ** 0.5:.3g}" for e in estimate)
+    wanted = ", ".join(f"{float(t) ** 0.5:.3g}" for t in true)
+    message = f"your maps imply noise standard deviations of {implied}; expected {wanted}."
+    batch_wide = (sigma * (x.max() - x.min())) ** 2
+    if bool(((estimate - sigma ** 2).abs() < 0.15 * true).all()):
+        message += (" Hint: sigma is a fraction of the image's value range: use "
+                    "sigma * (x.amax(dim=(1, 2, 3)) - x.amin(dim=(1, 2, 3))), one value per image.")
+    elif bool(((estimate - batch_wide).abs() < 0.15 * batch_wide).all()):
+        message += (" Hint: take the range of each image, not of the whole batch: "
+                    "x.amax(dim=(1, 2, 3)) - x.amin(dim=(1, 2, 3)).")
+    else:
+        scale = float((got / (weight * (x ** 2 + true.view(-1, 1, 1, 1)))).mean())
+        if abs(scale - n_samples) < 0.2 * n_samples:
+            message += " Hint: average the gradients (divide their sum by n_samples)."
+    return False, message
+
+
+def _check_fresh_noise(got, model, x, target, n_samples) -> tuple[bool, str]:
+    weight = model.weight.detach()[target]
+    # each image's noise variance as the student's maps imply it (case 3 checks its value)
+    s2 = _per_image(got / weight - x ** 2).clamp(min=1e-12).view(-1, 1, 1, 1)
+    residual = got / weight - x ** 2 - s2  # the mean of n draws of (x + e)^2 - x^2 - s^2
+    expected_variance = (4 * x ** 2 * s2 + 2 * s2 ** 2) / n_samples  # Var[(x + e)^2] / n
+    ratio = float((residual ** 2 / expected_variance).mean())  # about 1 for independent draws
+    if ratio < 2.0:
+        return True, f"the maps scatter as a mean of {n_samples} independent draws should."
+    return False, (f"your maps scatter {ratio:.0f} times more than a mean of {n_samples} independent "
+                   "noisy copies would. Hint: draw fresh noise for every sample (create the "
+                   "generator once, before the loop, and never re-seed it inside).")
+
+
 def check_guided_backprop(student: Method) -> CheckReport:
     """guided_backprop(model, x, target) -> (B, C, H, W): through each ReLU pass back
-    1{s>0} 1{g>0} g (Springenberg et al. 2014)."""
+    1{s>0} 1{g>0} g (Springenberg et al. 2015)."""
     mistakes = {
         "keep the forward mask 1{s > 0} too: without it you computed the deconvnet.":
             attribution.deconvnet,
@@ -523,7 +603,7 @@ def _ascent_cases() -> list[Case]:
 
 def check_ascent_step(student: Method) -> CheckReport:
     """ascent_step(model, x, target, lr, l2) -> (B, C, H, W): one step of activation maximisation
-    (Simonyan et al. 2013), x <- clamp(x + lr * g / mean|g|, 0, 1) with
+    (Simonyan et al. 2014), x <- clamp(x + lr * g / mean|g|, 0, 1) with
     g = d/dx [y_c(x) - l2 * ||x - 0.5||^2] and mean|g| taken per image; y_c is the logit."""
     mistakes = {
         "divide the gradient by its mean absolute value: the step is lr * g / mean|g|.":

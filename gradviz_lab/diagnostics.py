@@ -3,9 +3,10 @@
 Gradient flow. Back-propagation multiplies the gradient by one Jacobian per layer. Through a
 sigmoid, whose slope is at most 1/4, with PyTorch's default initialisation, each layer shrinks it
 by a factor of about 7, so ten layers from the loss the first layer's weights receive almost no
-gradient and stop learning: the *vanishing gradient*. ReLU (slope 1 where active), batch
-normalisation (rescales each layer) and residual connections (x + f(x): an identity path) keep
-it alive. A per-layer plot of |gradient| shows this at a glance.
+gradient and stop learning: the *vanishing gradient*. ReLU with He initialisation (slope 1
+where active, weights scaled for it; with the default initialisation ReLU alone is not enough),
+batch normalisation (rescales each layer) and residual connections (x + f(x): an identity path)
+keep it alive. A per-layer plot of |gradient| shows this at a glance.
 
 - ``deep_mlp(kind, depth)``          the demo networks: sigmoid, relu, batchnorm, residual
 - ``record_gradient_flow(model)``    per-layer mean/max/norm of the gradient at every backward
@@ -460,7 +461,7 @@ def log_gradient_histograms(
 
 
 def saliency_pictures(model: nn.Module, images: torch.Tensor, target: Any = None) -> torch.Tensor:
-    """Saliency maps (Simonyan et al. 2013) of ``images`` as coloured (B, 3, H, W) pictures in
+    """Saliency maps (Simonyan et al. 2014) of ``images`` as coloured (B, 3, H, W) pictures in
     [0, 1], one robust scale per map (``gradviz_lab.viz.colorize``), ready for ``add_images``."""
     from .attribution import saliency
     from .viz import colorize

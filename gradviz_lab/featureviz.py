@@ -2,7 +2,7 @@
 
 Two ways to ask what a class or a channel responds to:
 
-1. Synthesise it. *Activation maximisation* (Simonyan, Vedaldi & Zisserman 2013) climbs the
+1. Synthesise it. *Activation maximisation* (Simonyan, Vedaldi & Zisserman 2014) climbs the
    gradient of a score S with respect to the *input*, the weights fixed:
 
        x* = argmax_x  S(x) - l2 * ||x - 0.5||^2,    x in [0, 1]^(C x H x W)
@@ -221,7 +221,7 @@ def class_visualisation(
     image_shape: Sequence[int] | None = None,
     **knobs: float,
 ) -> torch.Tensor:
-    """Simonyan et al. (2013) class model: an image maximising the logit y_c of each class.
+    """Simonyan et al. (2014) class model: an image maximising the logit y_c of each class.
 
     target_class: one class index or several (one image each, optimised together).
     image_shape: (C, H, W), e.g. (1, 28, 28) for the digits model (or ``model.input_shape``).
@@ -564,7 +564,7 @@ def unit_views(
     batch_size: int = 64,
 ) -> torch.Tensor:
     """What each top unit responds to inside its patch: the deconvnet (Zeiler & Fergus 2014),
-    guided-backprop (Springenberg et al. 2014) or plain gradient of that one activation
+    guided-backprop (Springenberg et al. 2015) or plain gradient of that one activation
     A[image, channel, row, col] with respect to its image, cropped like ``top.patches``.
 
     ``images`` must be the images ``top`` was computed on. The model runs in eval mode and is

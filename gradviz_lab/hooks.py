@@ -6,7 +6,7 @@ changing the model long after the demo that needed it, so each context manager h
 it added in a ``finally`` block, also when the code inside raises.
 
 - ``preserved_state(model)``       the model leaves exactly as it came in
-- ``captured_layer(model, layer)`` a layer's outputs, kept so gradients can be taken w.r.t. them
+- ``captured_layer(model, name, module)`` a layer's outputs, kept so gradients can be taken w.r.t. them
 - ``relu_backward_rule(model, rule)`` a new backward pass through every ``nn.ReLU``
 - ``forward_shapes(model)``        the output shape of every module, in the order they finish
 - ``count_hooks(model)``           how many module hooks are registered (for tests and lessons)

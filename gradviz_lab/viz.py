@@ -75,7 +75,7 @@ def to_2d(attr: ArrayLike, mode: str = "magnitude", reduce: str = "sum") -> np.n
     mode   "magnitude" uses |a| (how much a pixel matters, whatever the direction);
            "signed" keeps the sign (does the pixel push the score up or down?).
     reduce "sum" adds the channels (the lecture's ``acc_grad.abs().sum(1)``);
-           "max" keeps the largest channel (Simonyan et al. 2013: max_c |dy/dx_c|). With
+           "max" keeps the largest channel (Simonyan et al. 2014: max_c |dy/dx_c|). With
            mode="signed", "max" keeps the channel value of largest magnitude, sign included.
     """
     if mode not in ("magnitude", "signed"):

@@ -8,7 +8,7 @@ import copy
 import torch
 from torch import nn
 
-from gradviz_lab import check
+from gradviz_lab import attribution, check
 
 
 # ---- student-style implementations, written the straightforward way ----------------------------
@@ -41,13 +41,17 @@ def student_occlusion(model, x, target, window, stride):
     return total / count.clamp(min=1)
 
 
-def make_student_smoothgrad(absolute_sigma=False, average=True):
+def make_student_smoothgrad(absolute_sigma=False, average=True, batch_range=False, reseed_each_sample=False):
     def smoothgrad(model, x, target, n_samples, sigma, seed):
         generator = torch.Generator().manual_seed(seed)
         value_range = x.amax(dim=(1, 2, 3), keepdim=True) - x.amin(dim=(1, 2, 3), keepdim=True)
+        if batch_range:
+            value_range = x.max() - x.min()
         std = sigma if absolute_sigma else sigma * value_range
         total = torch.zeros_like(x)
         for _ in range(n_samples):
+            if reseed_each_sample:
+                generator = torch.Generator().manual_seed(seed)
             noisy = (x + torch.randn(x.shape, generator=generator, dtype=x.dtype) * std).requires_grad_(True)
             grad, = torch.autograd.grad(model(noisy).gather(1, target[:, None]).sum(), noisy)
             total += grad
@@ -155,6 +159,19 @@ def test_smoothgrad_checker_catches_absolute_sigma(capsys):
     assert report.results[:2] == [True, True]
     report = check.check_smoothgrad(make_student_smoothgrad(average=False))
     assert not report.passed and "divide their sum by n_samples" in capsys.readouterr().out
+
+
+def test_smoothgrad_checker_catches_a_batch_wide_range_and_repeated_noise(capsys):
+    # one image's range for the whole batch: right for the 255-range image, wrong for the other
+    report = check.check_smoothgrad(make_student_smoothgrad(batch_range=True))
+    out = capsys.readouterr().out
+    assert report.results == [True, True, False, True], out  # its noise is fresh, only too strong
+    assert "range of each image, not of the whole batch" in out
+    # the same noise for every sample: the right noise level, but N copies worth only one
+    report = check.check_smoothgrad(make_student_smoothgrad(reseed_each_sample=True))
+    out = capsys.readouterr().out
+    assert report.results[:2] == [True, True] and report.results[3] is False, out
+    assert "draw fresh noise for every sample" in out
 
 
 def test_guided_backprop_checker_catches_a_missing_forward_mask(capsys):
@@ -276,7 +293,8 @@ GRADIENT_NORM_MISTAKES = [  # (the mistake, its hint, which of the 3 cases it fa
     (dict(with_biases=True), "leave the biases", [False, False, False]),
     (dict(signed_mean=True), "take |g| before the mean", [False, False, False]),
     (dict(reduction="sum"), "not the sum", [False, False, False]),
-    (dict(call_eval=True), "model.eval() changes what batch norm computes", [True, True, False]),
+    # eval() leaves the caller's model in eval mode too: case 2 (no batch norm) fails for that alone
+    (dict(call_eval=True), "model.eval() changes what batch norm computes", [True, False, False]),
 ]
 
 
@@ -352,3 +370,48 @@ def test_lesson_8_checkers_greet_an_untouched_stub_with_one_line(capsys):
         assert not report.passed and not report.implemented
         out = capsys.readouterr().out.strip().splitlines()
         assert len(out) == 1 and "not implemented yet" in out[0]
+
+
+class _DoubledReLU(nn.Module):
+    """A nonsense backward rule (2 g), as a module that replaces nn.ReLU."""
+
+    class _Rule(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, s):
+            return s.clamp(min=0)
+
+        @staticmethod
+        def backward(ctx, g):
+            return 2 * g
+
+    def forward(self, s):
+        return self._Rule.apply(s)
+
+
+def _replace_relus_in_place(model, x, target):
+    """The mistake of exercise 4 without its copy: the caller's ReLUs are swapped for the rule."""
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, nn.ReLU):
+                setattr(parent, name, _DoubledReLU())
+    return attribution.input_gradient(model, x, target)
+
+
+def test_a_function_that_changes_the_callers_model_fails_even_with_a_wrong_rule(capsys):
+    """The reference runs first, on the intact model: a student who swaps the model's own ReLUs
+    cannot make the reference agree with a nonsense rule, and is told what happened."""
+    for checker in (check.check_deconvnet, check.check_guided_backprop):
+        report = checker(_replace_relus_in_place)
+        out = capsys.readouterr().out
+        assert report.results == [False, False, False], out
+        assert "changed the model it was given (its modules were replaced)" in out
+
+
+def test_a_hook_left_on_the_model_fails_the_case(capsys):
+    def saliency_leaving_a_hook(model, x, target):
+        model.register_forward_hook(lambda m, i, o: None)
+        return attribution.saliency(model, x, target)
+
+    report = check.check_saliency(saliency_leaving_a_hook)
+    out = capsys.readouterr().out
+    assert report.results == [False, False, False] and "1 hook(s) left on it" in out

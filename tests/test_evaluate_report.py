@@ -16,11 +16,14 @@ from gradviz_lab.evaluate import (
     as_pixel_map,
     default_methods,
     edge_map,
+    energy_pointing_game,
     evaluate_methods,
+    pointing_game,
     random_map,
     shortcut_report,
     with_tag,
 )
+from gradviz_lab.evaluate.localisation import dilated
 from gradviz_lab.hooks import count_hooks
 
 COLUMNS = ["method", "pointing", "energy", "deletion_auc", "insertion_auc", "rand_spearman", "rand_ssim"]
@@ -232,3 +235,26 @@ def test_accuracy_by_hand():
     assert accuracy(model, x, y) == pytest.approx(4 / 7)
     assert accuracy(model, x, y, batch_size=2) == pytest.approx(4 / 7)
     assert math.isclose(accuracy(model, x, torch.zeros_like(y)), 0.0)
+
+
+def test_shortcut_report_tolerance_grows_the_tag_region_only():
+    model = TagOrHalves(16)
+    x, y, masks = hans_data()
+    methods = {"edges": edge_map}
+    exact = shortcut_report(model, x, y, masks, methods, tagged_class=0)
+    near = shortcut_report(model, x, y, masks, methods, tagged_class=0, tolerance=2)
+    # The tag columns are the pointing game and the energy on the tag grown by 2 px ...
+    grown = dilated(tag_mask(16), 2).expand(len(near.images), 16, 16)
+    edges = near.maps["edges"]
+    assert near.table[0]["tag_energy"] == pytest.approx(float(energy_pointing_game(edges, grown).mean()))
+    pointing = pointing_game(edges, tag_mask(16).expand_as(grown), tolerance=2)
+    assert near.table[0]["points_at_tag"] == pytest.approx(float(pointing.mean()))
+    # ... which can only add to the exact tag's scores, while the object columns stay as they were.
+    assert near.table[0]["tag_energy"] > exact.table[0]["tag_energy"]
+    assert near.table[0]["object_energy"] == exact.table[0]["object_energy"]
+    assert near.table[0]["points_at_object"] == exact.table[0]["points_at_object"]
+    area = 100 * float(grown[0].double().mean())
+    assert f"the tag, grown by 2 px, covers {area:.1f}% of the image" in str(near)
+    assert "the tag covers 6.2% of the image" in str(exact)  # 4x4 of 16x16, untouched by default
+    with pytest.raises(ValueError, match="tolerance"):
+        shortcut_report(model, x, y, masks, methods, tagged_class=0, tolerance=-1)

@@ -515,3 +515,12 @@ def test_save_png_rejects_what_it_cannot_write(tmp_path):
     dash.last_figure = None
     with pytest.raises(RuntimeError, match="nothing to save"):
         dash.save_png(tmp_path / "x.png")
+
+
+def test_occlusion_dashboard_opens_with_the_baseline_lesson_1_recommends():
+    """Black on the digits (their own background), the mean colour on the shapes galleries."""
+    shapes = occlusion_dashboard()
+    digits = occlusion_dashboard(gallery_name="digits")
+    own = make(occlusion_dashboard)
+    assert [d.controls["baseline"].value for d in (shapes, digits, own)] == ["mean", "black", "black"]
+    assert shapes.last_error is None and "baseline-mean" in shapes.figure_name()

@@ -19,7 +19,10 @@ from .relu_rules import guided_backprop
 def default_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
     """The layer Grad-CAM reads when none is given: the last module (in the order their forward
     passes end) that runs once and outputs a (B, K, h, w) map with h*w > 1, adaptive pooling
-    left out since it only resizes. VGG: "features"; ResNet: "layer4" (at 224x224 input)."""
+    left out since it only resizes. The kit's ImageNet models: "net.features" for VGG and AlexNet,
+    "net.layer4" for ResNet (at 224x224 input). For VGG that is the output of the last max pool
+    (7x7); pass layer="net.features.35" (VGG19) for the lecture's 14x14 maps before it. The lab
+    CNNs: "features" (digits: after its last max pool, 7x7; shapes: the last ReLU, 16x16)."""
     check_images(model, x)
     with hooks.preserved_state(model), torch.no_grad(), hooks.forward_shapes(model) as shapes:
         model(x[:1])

@@ -1,4 +1,4 @@
-"""Input gradients and saliency (Simonyan, Vedaldi & Zisserman 2013), and layer gradients."""
+"""Input gradients and saliency (Simonyan, Vedaldi & Zisserman 2014), and layer gradients."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from ._common import gradient_of, gradients_on, resolved_target, score_gradient
 def input_gradient(model: nn.Module, x: torch.Tensor, target: Target = None) -> torch.Tensor:
     """The signed gradient of the target score with respect to the input pixels.
 
-        grad_b = d y_c(x_b) / d x_b          (Simonyan et al. 2013, "Deep inside conv. networks")
+        grad_b = d y_c(x_b) / d x_b          (Simonyan et al. 2014, "Deep inside conv. networks")
 
     x: (B, C, H, W) on the model's device and dtype. target: None (each image's predicted class),
     an int, B ints, or a callable ``output -> (B,)`` scores; the score is the logit y_c (before
@@ -31,7 +31,7 @@ def saliency(
 ) -> torch.Tensor:
     """Saliency map: the magnitude of the input gradient, reduced over the colour channels.
 
-        M_b(i, j) = max_ch |d y_c / d x_b(ch, i, j)|     (reduce="max", Simonyan et al. 2013)
+        M_b(i, j) = max_ch |d y_c / d x_b(ch, i, j)|     (reduce="max", Simonyan et al. 2014)
         M_b(i, j) = mean_ch |d y_c / d x_b(ch, i, j)|    (reduce="mean")
 
     Returns (B, 1, H, W), non-negative.

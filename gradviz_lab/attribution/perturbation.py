@@ -21,7 +21,8 @@ from ._common import chunks, pick
 
 def window_starts(size: int, window: int, stride: int) -> torch.Tensor:
     """First row (or column) of each window: 0, stride, 2 stride, ..., plus size - window when
-    the stride skips the last rows, so that every pixel is covered by at least one window."""
+    the stride skips the last rows, so that the last rows are covered too (with stride <= window
+    every pixel is covered by at least one window; a longer stride leaves gaps)."""
     starts = list(range(0, size - window + 1, stride))
     if starts[-1] != size - window:
         starts.append(size - window)

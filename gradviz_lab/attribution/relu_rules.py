@@ -2,9 +2,9 @@
 
 For a ReLU x = max(0, s) and the gradient g = dl/dx arriving from above, what flows back to s is
 
-    gradient          1{s>0} g          (Erhan et al. 2009; Simonyan et al. 2013)
+    gradient          1{s>0} g          (Erhan et al. 2009; Simonyan et al. 2014)
     deconvnet         1{g>0} g          (Zeiler & Fergus 2014)
-    guided backprop   1{s>0} 1{g>0} g   (Springenberg et al. 2014)
+    guided backprop   1{s>0} 1{g>0} g   (Springenberg et al. 2015)
 
 Every other layer back-propagates as usual. Only ``nn.ReLU`` modules can be changed (see
 ``gradviz_lab.hooks.relu_backward_rule``): a model that calls ``F.relu`` / ``torch.relu`` in its
@@ -55,7 +55,7 @@ def deconvnet(model: nn.Module, x: torch.Tensor, target: Target = None) -> torch
 
 
 def guided_backprop(model: nn.Module, x: torch.Tensor, target: Target = None) -> torch.Tensor:
-    """Springenberg et al. (2014) guided backpropagation: 1{s>0} 1{g>0} g through every nn.ReLU.
+    """Springenberg et al. (2015) guided backpropagation: 1{s>0} 1{g>0} g through every nn.ReLU.
 
     Same call shape as ``input_gradient``; returns (B, C, H, W). Functional relu calls
     (``F.relu``) cannot be changed and are reported with a ``FunctionalReLUWarning``.

@@ -1,5 +1,5 @@
 """SmoothGrad (Smilkov et al. 2017, "SmoothGrad: removing noise by adding noise") and its
-variants SmoothGrad^2 and VarGrad (Adebayo et al. 2018)."""
+variants SmoothGrad^2 (Hooker et al. 2019) and VarGrad (Adebayo et al. 2018)."""
 
 from __future__ import annotations
 

@@ -51,8 +51,15 @@ class OcclusionDashboard(Dashboard):
                 description="stride",
                 **SLIDER,
             ),
-            "baseline": widgets.Dropdown(options=BASELINES, value="black", description="baseline"),
+            "baseline": widgets.Dropdown(
+                options=BASELINES, value=self.default_baseline(), description="baseline"
+            ),
         }
+
+    def default_baseline(self) -> str:
+        """Black on the digits (their background), the image's mean colour on the shapes: there a
+        black window draws a dark square, a new shape, instead of removing information (lesson 1)."""
+        return "mean" if (self.gallery_name or "").startswith("shapes") else "black"
 
     def on_knobs_changed(self):
         with self.quietly():  # a stride longer than the window would leave pixels never hidden
@@ -64,7 +71,7 @@ class OcclusionDashboard(Dashboard):
 
 
 class SaliencyDashboard(Dashboard):
-    """Lesson 2: the gradient of the class score w.r.t. the pixels (Simonyan et al. 2013)."""
+    """Lesson 2: the gradient of the class score w.r.t. the pixels (Simonyan et al. 2014)."""
 
     heading = "Saliency: |d score / d pixel|"
 
@@ -122,7 +129,7 @@ class SmoothGradDashboard(Dashboard):
 
 class ReluRulesDashboard(Dashboard):
     """Lesson 4: the same backward pass with three rules at each ReLU -- gradient, deconvnet
-    (Zeiler & Fergus 2014), guided backpropagation (Springenberg et al. 2014) -- for a class
+    (Zeiler & Fergus 2014), guided backpropagation (Springenberg et al. 2015) -- for a class
     score or for the strongest response of one channel of a layer."""
 
     heading = "Gradient vs deconvnet vs guided backpropagation"
