@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import difflib
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from numbers import Real
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -135,12 +137,14 @@ def as_image_like(value: float | torch.Tensor, x: torch.Tensor, name: str) -> to
 def check_target_type(target: Target) -> None:
     if target is None or callable(target) or isinstance(target, torch.Tensor):
         return
-    if isinstance(target, bool):
+    if isinstance(target, (bool, np.bool_)):
         raise TypeError("target must be None, an int, a sequence of ints or a callable, got bool")
-    if isinstance(target, int):
+    if isinstance(target, numbers.Integral):  # int, np.int64, ...
+        return
+    if isinstance(target, np.ndarray) and target.dtype.kind in "iu":
         return
     if isinstance(target, Sequence) and all(
-        isinstance(t, int) and not isinstance(t, bool) for t in target
+        isinstance(t, numbers.Integral) and not isinstance(t, (bool, np.bool_)) for t in target
     ):
         return
     raise TypeError(
@@ -162,10 +166,11 @@ def class_indices(output: torch.Tensor, target: Target) -> torch.Tensor:
     if target is None:
         return output.argmax(dim=1)
     classes = requested_classes(target, batch, output.device)
-    if bool(((classes < 0) | (classes >= num_classes)).any()):
-        raise ValueError(
-            f"target class out of range: got {classes.tolist()}, valid classes are "
-            f"0..{num_classes - 1}"
+    bad = (classes < 0) | (classes >= num_classes)
+    if bool(bad.any()):
+        raise ValueError(  # each wrong value once (SmoothGrad and IG score many copies per image)
+            f"target class out of range: got {sorted(set(classes[bad].tolist()))}, valid classes "
+            f"are 0..{num_classes - 1}"
         )
     return classes
 
@@ -173,8 +178,8 @@ def class_indices(output: torch.Tensor, target: Target) -> torch.Tensor:
 def requested_classes(target: int | Sequence[int] | torch.Tensor, batch: int,
                       device: torch.device) -> torch.Tensor:
     """An int or B ints as a (B,) int64 tensor (the range is checked against the logits)."""
-    if isinstance(target, int):
-        return torch.full((batch,), target, dtype=torch.long, device=device)
+    if isinstance(target, numbers.Integral):
+        return torch.full((batch,), int(target), dtype=torch.long, device=device)
     classes = torch.as_tensor(target, device=device)
     if classes.is_floating_point() or classes.is_complex() or classes.dtype == torch.bool:
         raise TypeError(f"target tensor must hold integers, got dtype {classes.dtype}")
@@ -194,7 +199,8 @@ def target_scores(output: torch.Tensor, target: torch.Tensor | Callable) -> torc
             shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores)
             raise ValueError(
                 f"a callable target must return one score per image, shape ({len(output)},), "
-                f"got {shape}"
+                f"got {shape} (for SmoothGrad and integrated gradients, each noisy copy or path "
+                "point counts as an image)"
             )
         return scores
     return output.gather(1, target.view(-1, 1)).squeeze(1)

@@ -52,8 +52,14 @@ class CheckReport:
 
 
 def tiny_cnn(seed: int, in_channels: int = 3, classes: int = 5, inplace: bool = False) -> nn.Module:
-    """Conv-ReLU-Conv-ReLU-MaxPool-Conv-ReLU, global average pooling, linear: a lab CNN in small."""
-    torch.manual_seed(seed)
+    """Conv-ReLU-Conv-ReLU-MaxPool-Conv-ReLU, global average pooling, linear: a lab CNN in small.
+    (Seeded on a forked random state: the notebook's own random stream is left as it was.)"""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _tiny_cnn(in_channels, classes, inplace)
+
+
+def _tiny_cnn(in_channels: int, classes: int, inplace: bool) -> nn.Module:
     model = nn.Sequential()
     model.add_module("features", nn.Sequential(
         nn.Conv2d(in_channels, 6, 3, padding=1), nn.ReLU(inplace=inplace),
@@ -81,11 +87,14 @@ def standard_cases() -> list[Case]:
 
 
 def run_checks(name: str, student: Method, reference: Method, cases: list[Case],
-               mistakes: dict[str, Method] | None = None, atol: float = 1e-6) -> CheckReport:
+               mistakes: dict[str, Method] | None = None, atol: float = 1e-6,
+               uses_grad: bool = False) -> CheckReport:
     """Compare student(model, x, target, **knobs) with reference on every case; print one line each.
 
     The reference runs first, on the untouched model; after the student's function the model must
-    be exactly as it was (same modules, weights, modes, no hook left), or the case fails.
+    be exactly as it was (same modules, weights, modes, requires_grad flags and .grad, no hook
+    left), or the case fails. ``uses_grad=True``: the task itself reads .grad after backward()
+    (gradient norms), so .grad may change.
     """
     results = []
     for number, case in enumerate(cases, 1):
@@ -102,7 +111,7 @@ def run_checks(name: str, student: Method, reference: Method, cases: list[Case],
             print(f"[x] {prefix}: your function raised {type(error).__name__}: {error}")
             results.append(False)
             continue
-        changed = _what_changed(before, _fingerprint(case.model))
+        changed = _what_changed(before, _fingerprint(case.model), uses_grad)
         ok, message = _compare(got, expected, atol)
         if not ok and changed not in ("its modules were replaced", "its weights changed"):
             # (the typical mistakes are replayed on the model, so only on an intact one)
@@ -124,17 +133,20 @@ def run_checks(name: str, student: Method, reference: Method, cases: list[Case],
 
 
 def _fingerprint(model: nn.Module) -> dict:
-    """What a method must leave as it found: module types, weights, train/eval modes, hooks.
+    """What a method must leave as it found: module types, weights, train/eval modes, hooks,
+    requires_grad flags and the parameters' .grad.
     (Batch-norm running statistics are left out: a forward pass in train mode updates them.)"""
     return {
         "modules": [(name, type(module).__name__) for name, module in model.named_modules()],
         "weights": {key: value.detach().clone() for key, value in model.named_parameters()},
         "modes": [module.training for module in model.modules()],
         "hooks": hooks.count_hooks(model),
+        "requires_grad": [p.requires_grad for p in model.parameters()],
+        "grads": [None if p.grad is None else p.grad.detach().clone() for p in model.parameters()],
     }
 
 
-def _what_changed(before: dict, after: dict) -> str:
+def _what_changed(before: dict, after: dict, uses_grad: bool = False) -> str:
     if before["modules"] != after["modules"]:
         return "its modules were replaced"
     if before["weights"].keys() != after["weights"].keys() or not all(
@@ -144,6 +156,12 @@ def _what_changed(before: dict, after: dict) -> str:
         return "its train/eval mode changed"
     if after["hooks"] != before["hooks"]:
         return f"{after['hooks'] - before['hooks']} hook(s) left on it"
+    if before["requires_grad"] != after["requires_grad"]:
+        return "its parameters' requires_grad flags changed"
+    if not uses_grad and any((a is None) != (b is None) or (a is not None and not torch.equal(a, b))
+           for a, b in zip(before["grads"], after["grads"])):
+        return ("gradients were left in its parameters' .grad: take them with torch.autograd.grad, "
+                "which leaves .grad alone")
     return ""
 
 
@@ -549,7 +567,7 @@ def check_gradient_norms(student: Method) -> CheckReport:
             _gradient_norms_in_eval_mode,
     }
     return run_checks("gradient norms", student, lambda m, x, t: expected[id(m)], cases, mistakes,
-                      atol=1e-10)
+                      atol=1e-10, uses_grad=True)
 
 
 def _ascent_gradient(model, x, target, l2: float, probability: bool = False,

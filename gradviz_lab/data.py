@@ -424,6 +424,8 @@ def _resize(image: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
     """int: shorter side to `size`, aspect kept (like torchvision's Resize(int)); (h, w): exact."""
     height, width = image.shape[-2:]
     if isinstance(size, int) and not isinstance(size, bool):
+        if size < 1:
+            raise ValueError(f"size must be positive, got {size!r}")
         scale = size / min(height, width)
         target = (max(1, round(height * scale)), max(1, round(width * scale)))
     elif (

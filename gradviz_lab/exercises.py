@@ -73,6 +73,10 @@ def strip_answers(source: str, where: str = "cell") -> str:
 def exercise_from_solution(solution: nbformat.NotebookNode, name: str = "notebook") -> nbformat.NotebookNode:
     """The student version of a solution notebook: regions stubbed, outputs cleared."""
     exercise = nbformat.from_dict(solution)
+    # Only what says how to run it: saved widget state (rendered dashboards) would be outputs.
+    exercise.metadata = nbformat.from_dict(
+        {key: value for key, value in solution.metadata.items() if key in ("kernelspec", "language_info")}
+    )
     for index, cell in enumerate(exercise.cells):
         where = f"{name}, cell {index}"
         if cell.cell_type == "code":

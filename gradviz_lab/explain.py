@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from .viz import save_png
-    from .widgets.recipes import METHODS, explain, explanation_figure, gallery
+    from .widgets.recipes import METHODS, explain, explanation_figure, gallery, gallery_defaults
 
     examples = gallery(args.model, random_weights=args.random_weights)
     if args.list:
@@ -132,7 +132,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.image is None:
         raise ValueError("which image? give a file, a photo name or GALLERY:N (see --list)")
     image = _cli_image(args.image, args.model, examples)
-    knobs = {k: v for k in METHODS[args.method] if (v := getattr(args, k, None)) is not None}
+    given = {k: v for k in METHODS[args.method] if (v := getattr(args, k, None)) is not None}
+    knobs = {**gallery_defaults(args.method, args.model), **given}  # as the model's dashboards
     target = int(args.target) if args.target is not None and args.target.isdigit() else args.target
     explanation = explain(
         examples.model, image, args.method, target, class_names=examples.class_names, **knobs

@@ -9,6 +9,7 @@ it added in a ``finally`` block, also when the code inside raises.
 - ``captured_layer(model, name, module)`` a layer's outputs, kept so gradients can be taken w.r.t. them
 - ``relu_backward_rule(model, rule)`` a new backward pass through every ``nn.ReLU``
 - ``forward_shapes(model)``        the output shape of every module, in the order they finish
+- ``forward_outputs(model)``       the output tensor of every module, in the order they finish
 - ``count_hooks(model)``           how many module hooks are registered (for tests and lessons)
 - ``gradient_arrivals(params, f)`` f(name, param) each time a parameter's ``.grad`` is written
 - ``at_end_of_backward(f)``        f() once the running backward pass has finished
@@ -155,6 +156,33 @@ def forward_shapes(model: nn.Module) -> Iterator[list[tuple[str, torch.Size]]]:
             handles.append(module.register_forward_hook(record))
     try:
         yield shapes
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def forward_outputs(model: nn.Module) -> Iterator[list[tuple[str, torch.Tensor, int]]]:
+    """Record (name, output tensor, its version) of every submodule, in the order their forward
+    passes end.
+
+    The outputs are kept (not only their shapes), so ``is`` tells a container that returns its
+    last child's output from a layer that makes a new tensor; the version (``Tensor._version``,
+    raised by every in-place change) tells an in-place layer (``ReLU(inplace=True)``) from the
+    layer whose output it overwrote. Use on one small input.
+    """
+    outputs: list[tuple[str, torch.Tensor, int]] = []
+    handles = []
+    for name, module in model.named_modules():
+        if name:
+
+            def record(_m: nn.Module, _i: tuple, out: object, name: str = name) -> None:
+                if isinstance(out, torch.Tensor):
+                    outputs.append((name, out, out._version))
+
+            handles.append(module.register_forward_hook(record))
+    try:
+        yield outputs
     finally:
         for handle in handles:
             handle.remove()

@@ -42,7 +42,7 @@ class Recipe:
     batch_size: int
     lr: float
     weight_decay: float
-    n_train: int  # digits: first n of the shipped 4,000; shapes: images generated
+    n_train: int  # digits: n evenly spaced images of the shipped 4,000 (balanced); shapes: images generated
     augment: str  # "affine" (small random rotation, scale, shift) or "none"
     tag_prob: float = 0.0  # shapes only: probability that a circle carries the mark
     batch_norm: bool = False  # shapes only: train with BatchNorm, then fold it into the convs

@@ -96,6 +96,24 @@ def test_target_class_out_of_range(model, name, target):
 
 
 @pytest.mark.parametrize("name", names)
+def test_out_of_range_message_names_each_wrong_class_once(model, name):
+    """SmoothGrad and IG score many copies per image: the message still names the user's values."""
+    with pytest.raises(ValueError, match=r"target class out of range: got \[7\], valid"):
+        EVERY_METHOD[name](model, images(2), [0, 7])
+
+
+@pytest.mark.parametrize("name", names)
+def test_numpy_integer_targets_are_accepted(model, name):
+    import numpy as np
+
+    x = images(2)
+    expected = EVERY_METHOD[name](model, x, [1, 3])
+    for target in (np.array([1, 3]), [np.int64(1), np.int64(3)]):
+        torch.testing.assert_close(EVERY_METHOD[name](model, x, target), expected)
+    torch.testing.assert_close(EVERY_METHOD[name](model, x, np.int64(2)), EVERY_METHOD[name](model, x, 2))
+
+
+@pytest.mark.parametrize("name", names)
 @pytest.mark.parametrize("target", [[0], [0, 1, 2], torch.tensor([1, 1, 1])])
 def test_target_of_the_wrong_length(model, name, target):
     with pytest.raises(ValueError, match="target has .* class indices but the batch has 2 images"):

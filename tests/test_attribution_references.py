@@ -22,6 +22,7 @@ from torch import nn
 
 from gradviz_lab import hooks
 from gradviz_lab.attribution import (
+    cam_layers,
     deconvnet,
     default_cam_layer,
     gradcam,
@@ -239,14 +240,25 @@ def test_torchvision_models_work_with_every_method(torchvision_models, arch):
 
 
 @pytest.mark.parametrize("arch, size, layer", [
-    ("vgg11", 64, "features"),
-    ("resnet18", 64, "layer4"),
+    ("vgg11", 64, "features.19"),  # the last conv stage's ReLU, before the final max pool
+    ("resnet18", 64, "layer4.1"),  # the last block (its relu runs twice: not a layer to read)
     ("vgg11", 32, "features.19"),
-    ("resnet18", 32, "layer3"),
+    ("resnet18", 32, "layer3.1"),
 ])
 def test_default_cam_layer_is_the_last_spatial_stage(torchvision_models, arch, size, layer):
-    # at 32x32 input the last stage is 1x1 (nothing to localise), so the one before is chosen
+    # at 32x32 input ResNet's last stage is 1x1 (nothing to localise), so the one before is chosen
     assert default_cam_layer(torchvision_models[arch], images(1, size=size)) == layer
+
+
+def test_cam_layers_skip_pooling_and_containers_that_pass_on_a_childs_output(torchvision_models):
+    vgg = torchvision_models["vgg11"]
+    layers = cam_layers(vgg, images(1, size=64))
+    pools = {name for name, m in vgg.named_modules() if isinstance(m, nn.MaxPool2d)}
+    assert not pools & set(layers) and "features" not in layers  # "features" ends in a max pool
+    # an in-place ReLU is its own layer, though it returns the conv's tensor (changed in place)
+    assert layers[-2:] == ["features.18", "features.19"]
+    resnet = cam_layers(torchvision_models["resnet18"], images(1, size=64))
+    assert "layer4.1" in resnet and "layer4" not in resnet and "layer4.1.relu" not in resnet
 
 
 @contextmanager

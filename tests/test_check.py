@@ -415,3 +415,32 @@ def test_a_hook_left_on_the_model_fails_the_case(capsys):
     report = check.check_saliency(saliency_leaving_a_hook)
     out = capsys.readouterr().out
     assert report.results == [False, False, False] and "1 hook(s) left on it" in out
+
+
+def test_backward_into_dot_grad_or_frozen_parameters_fail_the_case(capsys):
+    """A saliency written with loss.backward() leaves .grad on the caller's parameters."""
+    def saliency_by_backward(model, x, target):
+        x = x.clone().requires_grad_(True)
+        model(x).gather(1, target[:, None]).sum().backward()
+        return x.grad.abs().amax(dim=1, keepdim=True)
+
+    report = check.check_saliency(saliency_by_backward)
+    assert report.results == [False, False, False]
+    assert "left in its parameters' .grad" in capsys.readouterr().out
+
+    def saliency_freezing(model, x, target):
+        for p in model.parameters():
+            p.requires_grad_(False)
+        return attribution.saliency(model, x, target)
+
+    report = check.check_saliency(saliency_freezing)
+    assert report.results == [False, False, False]
+    assert "requires_grad flags changed" in capsys.readouterr().out
+
+
+def test_checkers_leave_the_notebooks_random_stream_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    check.check_saliency(lambda m, x, t: attribution.saliency(m, x, t))
+    assert torch.equal(torch.rand(3), expected)

@@ -75,6 +75,18 @@ def test_exercise_has_no_outputs_and_keeps_the_solution_untouched():
     assert solution.cells[1].outputs and "print(42)" in solution.cells[1].source  # not mutated
 
 
+def test_exercise_drops_saved_widget_state_and_other_notebook_metadata():
+    solution = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Task")])
+    solution.metadata.update(
+        kernelspec={"name": "python3", "display_name": "Python 3", "language": "python"},
+        language_info={"name": "python"},
+        widgets={"application/vnd.jupyter.widget-state+json": {"state": {"a": "rendered dashboard"}}},
+    )
+    exercise = exercise_from_solution(solution)
+    assert set(exercise.metadata) == {"kernelspec", "language_info"}
+    assert "widgets" in solution.metadata  # the solution itself is untouched
+
+
 def test_write_then_check_round_trip(tmp_path):
     solutions, exercises = tmp_path / "solutions", tmp_path / "exercises"
     solutions.mkdir()
@@ -116,3 +128,19 @@ def test_exercise_runs_up_to_its_first_stub(path):
         failed = [c for c in notebook.cells if c.cell_type == "code" and any(
             o.get("output_type") == "error" for o in c.get("outputs", []))]
         assert failed and "# YOUR CODE HERE" in failed[0].source
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "solutions").glob("*.ipynb")),
+                         ids=lambda p: p.stem)
+def test_every_model_answer_is_written(path):
+    """Each BEGIN/END ANSWER region of a solution holds a real answer, not a placeholder."""
+    import re
+
+    solution = nbformat.read(path, as_version=4)
+    answers = [
+        match.group(1).strip()
+        for cell in solution.cells if cell.cell_type == "markdown"
+        for match in re.finditer(r"<!-- BEGIN ANSWER -->(.*?)<!-- END ANSWER -->", cell.source, re.DOTALL)
+    ]
+    placeholders = [a for a in answers if re.fullmatch(r"(ANSWER_\w*|TODO.*|_Your answer here\._|)", a)]
+    assert placeholders == [], f"{path.name}: unwritten answers {placeholders}"

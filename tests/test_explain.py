@@ -362,3 +362,48 @@ def test_shipped_galleries():
     assert all(" + " in n for n in shapes.image_names[5:])
     with pytest.raises(ValueError, match="unknown gallery"):
         recipes.gallery("cifar")
+
+
+def test_explain_refuses_what_it_would_otherwise_silently_ignore():
+    shapes = recipes.gallery("shapes")
+    image = shapes.images[0]
+    with pytest.raises(ValueError, match="target and layer exclude each other"):
+        recipes.explain(shapes.model, image, "gradient", target="star", layer="features.0")
+    with pytest.raises(ValueError, match=r"window\[0\] must be >= 1, got 0"):
+        recipes.explain(shapes.model, image, "occlusion", window=0)
+    with pytest.raises(ValueError, match=r"stride\[0\] must be >= 1, got 0"):
+        recipes.explain(shapes.model, image, "occlusion", stride=0)
+
+
+def test_default_grad_cam_layer_works_on_resnets_and_matches_the_attribution_default():
+    """A ResNet block's relu runs twice per pass: the default must be a layer that runs once."""
+    resnet = recipes.gallery("resnet18", random_weights=True)
+    x = resnet.images[:1]
+    assert recipes.default_layer(resnet.model, x) == attribution.default_cam_layer(resnet.model, x) == "net.layer4.1"
+    result = recipes.explain(resnet.model, resnet.images[0], "gradcam")
+    assert list(result.maps) == ["Grad-CAM net.layer4.1"]
+    names = [name for name, _ in recipes.spatial_layers(resnet.model, x)]
+    assert len(names) == len(set(names)) and not any(n.endswith(".relu") for n in names if "layer" in n)
+
+
+def test_shapes_defaults_are_the_same_in_the_cli_and_the_dashboards(tmp_path, monkeypatch):
+    """gradviz explain on a shapes image uses the shapes models' defaults, as their dashboards;
+    an option given on the command line still wins."""
+    from gradviz_lab.widgets import occlusion_dashboard, smoothgrad_dashboard
+
+    seen = []
+    real_explain = recipes.explain
+
+    def spy(model, image, method, target=None, **knobs):
+        seen.append(knobs)
+        return real_explain(model, image, method, target, **knobs)
+
+    monkeypatch.setattr(recipes, "explain", spy)
+    out = str(tmp_path / "figure.png")
+    assert cli.main(["explain", "shapes:0", "--method", "smoothgrad", "--n-samples", "2", "--out", out]) == 0
+    assert cli.main(["explain", "shapes:0", "--method", "occlusion", "--out", out]) == 0
+    assert cli.main(["explain", "shapes:0", "--method", "smoothgrad", "--sigma", "0.3", "--out", out]) == 0
+    assert cli.main(["explain", "digits:0", "--model", "digits", "--method", "smoothgrad", "--out", out]) == 0
+    assert seen[0]["sigma"] == smoothgrad_dashboard().controls["sigma"].value == 0.05
+    assert seen[1]["baseline"] == occlusion_dashboard().controls["baseline"].value == "mean"
+    assert seen[2]["sigma"] == 0.3 and "sigma" not in seen[3]  # digits: the general default

@@ -219,7 +219,8 @@ def test_gradcam_alpha_redraws_without_recomputing():
 def test_gradcam_layer_and_match_with_the_function():
     model, images = tiny_cnn(), tiny_images()
     dash = make(gradcam_dashboard, model, images)
-    assert dash.controls["layer"].options == ("conv1", "relu1", "pool", "conv2", "relu2")
+    # every layer Grad-CAM can read (attribution.cam_layers): pooling only shrinks the maps
+    assert dash.controls["layer"].options == ("conv1", "relu1", "conv2", "relu2")
     assert dash.controls["layer"].value == "relu2"  # the last spatial layer by default
     set_value(dash, "target", 2)
     direct = attribution.gradcam(model, images[:1], 2, layer="relu2")
@@ -499,9 +500,20 @@ def test_the_save_button_writes_the_figure_on_show_at_slide_resolution(tmp_path,
     assert all(abs(s - 2.5 * w) <= 2 for s, w in zip(on_slide, on_screen)), (on_slide, on_screen)
     assert saved.read_bytes() == viz.figure_to_png(dash.last_figure, dpi=200)
     # the name says what is on show; another knob value, another file
-    assert "sigma-0.1" in saved.name and "n_samples-3" in saved.name and "predicted" in saved.name
+    explained = dash.last_explanations[0].target_name  # the class explained, by name
+    assert "sigma-0.1" in saved.name and "n_samples-3" in saved.name and f"_{explained}_" in saved.name
     dash.set(sigma=0.2)
     assert dash.save_png() == tmp_path.joinpath("figures", dash.figure_name()).relative_to(tmp_path)
+    # a redraw that fails keeps the last figure, and the file keeps the name of what it shows
+    shown = dash.last_figure_name
+    def failing(index, target):
+        raise RuntimeError("the method failed")
+
+    dash.explanations = failing
+    dash.set(sigma=0.3)  # the error is shown, the old figure stays
+    assert isinstance(dash.last_error, RuntimeError) and dash.last_figure_name == shown
+    assert "sigma-0.3" in dash.figure_name() and "sigma-0.3" not in shown
+    assert dash.save_png().name == shown
     assert len(list((tmp_path / "figures").glob("*.png"))) == 2
     assert hooks.count_hooks(model) == 0 and not model.training
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from .cam import default_cam_layer, gradcam, guided_gradcam
+from .cam import cam_layers, default_cam_layer, gradcam, guided_gradcam
 from .gradients import input_gradient, layer_gradients, saliency
 from .integrated import integrated_gradients
 from .perturbation import occlusion, window_starts
@@ -49,6 +49,7 @@ __all__ = [
     "guided_backprop",
     "gradcam",
     "guided_gradcam",
+    "cam_layers",
     "default_cam_layer",
     "max_response",
 ]

@@ -16,28 +16,43 @@ from .gradients import layer_gradients
 from .relu_rules import guided_backprop
 
 
-def default_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
-    """The layer Grad-CAM reads when none is given: the last module (in the order their forward
-    passes end) that runs once and outputs a (B, K, h, w) map with h*w > 1, adaptive pooling
-    left out since it only resizes. The kit's ImageNet models: "net.features" for VGG and AlexNet,
-    "net.layer4" for ResNet (at 224x224 input). For VGG that is the output of the last max pool
-    (7x7); pass layer="net.features.35" (VGG19) for the lecture's 14x14 maps before it. The lab
-    CNNs: "features" (digits: after its last max pool, 7x7; shapes: the last ReLU, 16x16)."""
+POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+
+
+def cam_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
+    """The layers Grad-CAM can read, in forward order: each runs once per forward pass and
+    outputs a (B, K, h, w) map with h*w > 1 that no pooling layer made (pooling only shrinks the
+    maps). A container that passes on its last child's output unchanged is listed under the
+    child's name."""
     check_images(model, x)
-    with hooks.preserved_state(model), torch.no_grad(), hooks.forward_shapes(model) as shapes:
+    with hooks.preserved_state(model), torch.no_grad(), hooks.forward_outputs(model) as outputs:
         model(x[:1])
-    runs = Counter(name for name, _ in shapes)
+    runs = Counter(name for name, _, _ in outputs)
     modules = dict(model.named_modules())
-    resizers = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
-    candidates = [
-        name
-        for name, shape in shapes
-        if len(shape) == 4 and shape[2] * shape[3] > 1 and runs[name] == 1
-        and not isinstance(modules[name], resizers)
-    ]
-    if not candidates:
+    pooled = [out for name, out, _ in outputs if isinstance(modules[name], POOLING)]
+    names: list[str] = []
+    listed: list[tuple[torch.Tensor, int]] = []
+    for name, out, version in outputs:  # a child's pass ends before its container's
+        if out.dim() != 4 or out.shape[2] * out.shape[3] <= 1 or runs[name] != 1:
+            continue
+        if isinstance(modules[name], POOLING) or any(out is p for p in pooled):
+            continue
+        if any(out is seen and version == seen_version for seen, seen_version in listed):
+            continue  # a container passing on a listed child's output, unchanged
+        names.append(name)
+        listed.append((out, version))
+    return names
+
+
+def default_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
+    """The layer Grad-CAM reads when none is given: the last of ``cam_layers``, i.e. the output
+    of the last convolutional stage before any pooling. VGG19 in the kit's ImageNet wrapper:
+    "net.features.35" (14x14 at 224x224, the lecture's choice); ResNet-18: "net.layer4.1" (its
+    last block, 7x7); the digits model: "features.4"; the shapes model: "features.9"."""
+    layers = cam_layers(model, x)
+    if not layers:
         raise ValueError("no layer of the model outputs a (B, K, h, w) map; pass layer=...")
-    return candidates[-1]
+    return layers[-1]
 
 
 def gradcam(

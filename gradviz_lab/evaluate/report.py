@@ -284,7 +284,7 @@ def shortcut_report(
     ``tolerance`` of ``pointing_game``) for the two tag columns, ``tag_energy`` and
     ``points_at_tag``; the object columns are unchanged. The default 0 scores the exact tag. A
     map computed on a coarse grid (Grad-CAM from a 16x16 layer: cells of 4 px on 64 px images)
-    can light up the tag's corner and still put no energy, and not its maximum, on the 4x4 tag
+    can light up the tag's corner and still put little energy, and not its maximum, on the 4x4 tag
     itself; a tolerance of about one cell lets the tag columns see it. The table's title gives
     the area the tag region covers, the chance level of ``tag_energy``.
 

@@ -35,7 +35,14 @@ import torch
 from torch import nn
 
 from .. import hooks, viz
-from .recipes import Explanation, class_names_of, explain, explanation_figure, gallery
+from .recipes import (
+    Explanation,
+    class_names_of,
+    explain,
+    explanation_figure,
+    gallery,
+    gallery_defaults,
+)
 
 logger = logging.getLogger("gradviz_lab.widgets")
 
@@ -126,6 +133,7 @@ class Dashboard(widgets.VBox):
         self.last_maps: dict[str, np.ndarray] = {}
         self.last_map: np.ndarray | None = None
         self.last_figure = None
+        self.last_figure_name = ""
         self.last_png = b""
         self.last_error: BaseException | None = None
         self.last_seconds = 0.0
@@ -239,6 +247,7 @@ class Dashboard(widgets.VBox):
     def explained(self, method: str, index: int, target: int | None, **knobs: Any) -> Explanation:
         """``explain`` for image ``index``, cached on (method, image, target, knobs); long methods
         run through a ``CountingModel`` that moves the progress bar."""
+        knobs = {**gallery_defaults(method, self.gallery_name), **knobs}  # the same in every dashboard
         key = (method, index, target, tuple(sorted(knobs.items())))
         return self.cache.get(key, lambda: self._explain(method, index, target, knobs))
 
@@ -269,8 +278,8 @@ class Dashboard(widgets.VBox):
         if method == "integrated-gradients":
             return int(k["steps"]) + 4
         height, width = image.shape[-2:]
-        window = k["window"] or max(1, min(height, width) // 4)
-        stride = k["stride"] or max(1, window // 4)
+        window = max(1, min(height, width) // 4) if k["window"] is None else k["window"]
+        stride = max(1, window // 4) if k["stride"] is None else k["stride"]
         return (
             len(window_starts(height, window, stride)) * len(window_starts(width, window, stride))
             + 3
@@ -344,6 +353,7 @@ class Dashboard(widgets.VBox):
         self.last_maps = {t: m for e in explanations for t, m in e.maps.items()}
         self.last_map = next(iter(explanations[self.main].maps.values())) if explanations else None
         self.last_figure, self.last_png = figure, png
+        self.last_figure_name = self.figure_name()  # the name travels with the figure it names
         self.renders += 1
         self.caption.value = self.caption_html(index, explanations)
 
@@ -390,23 +400,25 @@ class Dashboard(widgets.VBox):
     slide_dpi = 200  # as ``gradviz explain``: sharp on a projector
 
     def figure_name(self) -> str:
-        """A file name saying what is on show: dashboard, image, target and knob values."""
-        index, target = int(self.image.value), self.target.value
+        """A file name saying what is on show: dashboard, image, the class explained (if a class
+        is) and the knob values, as they are now (``last_figure_name``: as when last drawn)."""
         words = [
             type(self).__name__.removesuffix("Dashboard").lower() or "dashboard",
-            self.image_names[index],
-            "predicted" if target == PREDICTED else self.class_names[int(target)],
+            self.image_names[int(self.image.value)],
         ]
+        explained = self.last_explanations[self.main] if self.last_explanations else None
+        if explained is not None and explained.target is not None:
+            words.append(explained.target_name)
         words += [f"{name}-{control.value}" for name, control in self.knobs.items()]
         slug = re.sub(r"[^A-Za-z0-9.=-]+", "_", "_".join(words)).strip("_")
         return f"{slug[:150]}.png"
 
     def save_png(self, path: str | Path | None = None, dpi: float | None = None) -> Path:
-        """Write the figure on show to ``path`` (default ``figures/`` + ``figure_name()``) at
+        """Write the figure on show to ``path`` (default ``figures/`` + ``last_figure_name``) at
         ``dpi`` (default 200, slide resolution); returns the path written."""
         if self.last_figure is None:
             raise RuntimeError("nothing to save: the dashboard has not drawn a figure yet")
-        path = Path("figures") / self.figure_name() if path is None else Path(path)
+        path = Path("figures") / self.last_figure_name if path is None else Path(path)
         if path.suffix.lower() != ".png":
             raise ValueError(f"the figure is saved as PNG: give a path ending in .png, got {str(path)!r}")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -414,6 +426,7 @@ class Dashboard(widgets.VBox):
         return path
 
     def _on_save(self, _button: widgets.Button) -> None:
+        self.saved.value = ""
         try:
             path = self.save_png()
             self.saved.value = f"<span style='font-size:14px'>saved <code>{html.escape(str(path))}</code></span>"

@@ -15,9 +15,15 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure  # noqa: F401 (type hints)
 
-from .. import viz
+from .. import attribution, viz
 from .base import WIDE, Dashboard
-from .recipes import BASELINES, conv_layers, default_layer, spatial_layers
+from .recipes import (
+    BASELINES,
+    METHODS,
+    conv_layers,
+    default_layer,
+    gallery_defaults,
+)
 
 SLIDER = {"continuous_update": False, "style": WIDE}  # recompute on release, not on every pixel
 
@@ -59,7 +65,7 @@ class OcclusionDashboard(Dashboard):
     def default_baseline(self) -> str:
         """Black on the digits (their background), the image's mean colour on the shapes: there a
         black window draws a dark square, a new shape, instead of removing information (lesson 1)."""
-        return "mean" if (self.gallery_name or "").startswith("shapes") else "black"
+        return gallery_defaults("occlusion", self.gallery_name).get("baseline", METHODS["occlusion"]["baseline"])
 
     def on_knobs_changed(self):
         with self.quietly():  # a stride longer than the window would leave pixels never hidden
@@ -96,7 +102,7 @@ class SmoothGradDashboard(Dashboard):
         """The paper's 15% of the value range, except on the shapes galleries: the shapes models
         stop recognising their noisy copies beyond about 5% (lesson 3), and SmoothGrad would
         then average the gradients of images the model sees as another class."""
-        return 0.05 if (self.gallery_name or "").startswith("shapes") else 0.15
+        return gallery_defaults("smoothgrad", self.gallery_name).get("sigma", METHODS["smoothgrad"]["sigma"])
 
     def make_knobs(self):
         return {
@@ -184,7 +190,7 @@ class GradCamDashboard(Dashboard):
     main = 0
 
     def make_knobs(self):
-        names = [name for name, _ in spatial_layers(self.model, self.images[:1])]
+        names = attribution.cam_layers(self.model, self.images[:1])  # pooling left out
         default = default_layer(self.model, self.images[:1])  # raises if there is no such layer
         return {
             "layer": widgets.Dropdown(options=names, value=default, description="layer"),
@@ -269,6 +275,7 @@ class ImagePickerDashboard(Dashboard):
         self.picture.value = png
         self.last_explanations, self.last_maps, self.last_map = [], {}, None
         self.last_figure, self.last_png = figure, png
+        self.last_figure_name = self.figure_name()
         self.renders += 1
         name = html.escape(self.image_names[index])
         self.caption.value = (

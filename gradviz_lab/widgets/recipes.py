@@ -15,6 +15,8 @@ examples a lesson starts from.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +47,21 @@ METHODS: dict[str, dict[str, Any]] = {
     "guided-gradcam": {"layer": None},
     "integrated-gradients": {"steps": 32, "baseline": "black"},
 }
-BASELINES = ("black", "grey", "mean", "blur")  # what replaces the image: occlusion and IG
+BASELINES = ("black", "grey", "mean", "blur")
+
+# Defaults that depend on the model a gallery comes with. The shapes models recognise fewer and
+# fewer of their noisy copies above about 5 % noise (lesson 3), and on their coloured backgrounds a
+# black window draws a new dark shape instead of removing information (lesson 1).
+GALLERY_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "shapes": {"smoothgrad": {"sigma": 0.05}, "occlusion": {"baseline": "mean"}},
+}
+
+
+def gallery_defaults(method: str, gallery_name: str | None) -> dict[str, Any]:
+    """The knobs of ``method`` whose default differs for the model of gallery ``gallery_name``
+    ("shapes" and "shapes-tagged" share the shapes entry; None: a caller's own model, none)."""
+    family = "shapes" if (gallery_name or "").startswith("shapes") else gallery_name
+    return dict(GALLERY_DEFAULTS.get(family or "", {}).get(method, {}))  # what replaces the image: occlusion and IG
 
 
 @dataclass
@@ -188,30 +204,25 @@ def baseline_image(x: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def spatial_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[str, int]]:
-    """(name, channels) of every leaf layer whose output is a (B, K, h, w) map, in forward order."""
+    """(name, channels) of every leaf layer whose output is a (B, K, h, w) map, in forward order,
+    each once; a module that runs several times per forward pass (a ResNet block's ``relu``) is
+    left out, since a layer's activations must be one tensor to explain."""
     with hooks.preserved_state(model), torch.no_grad(), hooks.forward_shapes(model) as shapes:
         model(x[:1])
+    runs = Counter(name for name, _ in shapes)
     leaves = {name for name, m in model.named_modules() if not list(m.children())}
     return [
         (name, shape[1])
         for name, shape in shapes
-        if name in leaves and len(shape) == 4 and shape[2] * shape[3] > 1
+        if name in leaves and runs[name] == 1 and len(shape) == 4 and shape[2] * shape[3] > 1
     ]
-
-
-POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
 
 def default_layer(model: nn.Module, x: torch.Tensor) -> str:
-    """Grad-CAM's usual layer: the last conv stage, i.e. the last layer with spatial feature
-    maps that is not a pooling layer (VGG19: "features.35", the lecture's choice)."""
-    modules = dict(model.named_modules())
-    layers = [
-        name for name, _ in spatial_layers(model, x) if not isinstance(modules[name], POOLING)
-    ]
-    if not layers:
-        raise ValueError("the model has no layer with a (B, K, h, w) output; pass layer=...")
-    return layers[-1]
+    """Grad-CAM's layer when none is chosen: ``attribution.default_cam_layer``, the output of the
+    last convolutional stage before any pooling (VGG19 in the kit's wrapper: "net.features.35",
+    the lecture's choice; ResNet-18: "net.layer4.1"; the shapes model: "features.9")."""
+    return attribution.default_cam_layer(model, x)
 
 
 def conv_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[str, int]]:
@@ -246,6 +257,11 @@ def explain(
     x = image.unsqueeze(0)
     names = class_names_of(model, class_names)
     if settings.get("layer") is not None and method in BACKPROP:
+        if target is not None:
+            raise ValueError(
+                "target and layer exclude each other: with layer=... the map explains that "
+                "layer's channel (its strongest response), not a class"
+            )
         return _feature_explanation(model, x, method, settings["layer"], int(settings["channel"]))
     c = resolve_target(model, x, target, names)
     result = Explanation(method, c, names[c] if names else f"class {c}", {})
@@ -260,8 +276,9 @@ def _as_map(t: torch.Tensor) -> np.ndarray:
 
 # Each recipe runs one method on x (1, C, H, W) for class c and fills in the Explanation.
 def _occlusion(model, x, c, knobs, result: Explanation) -> None:
-    window = knobs["window"] or max(1, min(x.shape[-2:]) // 4)
-    stride = knobs["stride"] or max(1, window // 4)
+    # None: chosen from the image (a 0 goes on to occlusion, which says what is wrong with it)
+    window = max(1, min(x.shape[-2:]) // 4) if knobs["window"] is None else knobs["window"]
+    stride = max(1, window // 4) if knobs["stride"] is None else knobs["stride"]
     fill = baseline_image(x, knobs["baseline"])
     drop = attribution.occlusion(model, x, c, window=window, stride=stride, baseline=fill)
     result.maps[f"occlusion {window}×{window} /{stride}"] = _as_map(drop)
