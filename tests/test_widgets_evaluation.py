@@ -81,3 +81,14 @@ def test_cascade_matches_an_independent_reinitialisation_of_the_top_layer():
     target = int(model(images()[:1]).argmax())
     expected = attribution.gradcam(copy, images()[:1], target, layer="relu2")[0, 0]
     np.testing.assert_allclose(dash.last_map, expected.detach().numpy(), atol=1e-6)
+
+
+def test_the_randomised_half_of_a_long_method_moves_the_progress_bar():
+    """SmoothGrad on the randomised copy costs as much as on the trained model: the bar must show it."""
+    dash = randomisation_dashboard(tiny_cnn(), images(), CLASSES)
+    dash.set(method="smoothgrad")  # the trained and the untouched (depth 0) copy, now cached
+    seen: list[float] = []
+    dash.progress.observe(lambda change: seen.append(change["new"]), names="value")
+    dash.controls["layers"].value = 2  # only the randomised half is new work
+    assert dash.last_error is None
+    assert seen and seen[-1] == 1.0 and len(set(seen)) > 2, seen

@@ -251,8 +251,12 @@ class Dashboard(widgets.VBox):
         key = (method, index, target, tuple(sorted(knobs.items())))
         return self.cache.get(key, lambda: self._explain(method, index, target, knobs))
 
-    def _explain(self, method: str, index: int, target: int | None, knobs: dict) -> Explanation:
-        image, model = self.images[index], self.model
+    def _explain(
+        self, method: str, index: int, target: int | None, knobs: dict, model: nn.Module | None = None
+    ) -> Explanation:
+        """``explain`` with a progress bar and warnings in the caption; ``model``: another model
+        than the dashboard's (e.g. a randomised copy)."""
+        image, model = self.images[index], self.model if model is None else model
         # Warnings (e.g. "relu called as a function") go into the caption, not only the log.
         with warnings.catch_warnings(record=True) as caught, contextlib.ExitStack() as stack:
             warnings.simplefilter("always")
