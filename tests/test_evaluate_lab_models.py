@@ -54,8 +54,9 @@ COMPLETENESS = [("digits", "zeros", 1e-3), ("shapes", "blur", 5e-3), ("shapes-ta
 def test_integrated_gradients_are_complete_at_64_gauss_legendre_steps(name, baseline, bound):
     """Relative |delta| = |sum IG - (F(x) - F(x'))| / |F(x) - F(x')|, over 8 images.
 
-    The integrand along the path has kinks wherever a ReLU or a max-pool switches, so the
-    quadrature error shrinks slowly with the steps (it is not rounding: float64 gives the same).
+    F along the path has a kink wherever a ReLU or a max-pool switches, so the integrand (its
+    gradient) jumps there and the quadrature error shrinks only like 1/steps (it is not rounding:
+    float64 gives the same).
     """
     model = lab_model(name)
     x, labels = lab_images(name, 8)

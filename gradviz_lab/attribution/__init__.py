@@ -1,10 +1,13 @@
 """Attribution methods: which pixels (or which parts of a layer) matter for a score.
 
-One call shape for all: ``method(model, x, target=None, **knobs)``.
+One call shape for all maps: ``method(model, x, target=None, **knobs)``. The exception is
+``layer_gradients(model, x, layer, target=None)``: the layer comes third, and it returns a pair
+(activations, gradients) at that layer rather than a map.
 
 - x: a batch (B, C, H, W) of float images on the model's device and dtype.
-- target: None (each image's predicted class), an int, B ints, or a callable ``output -> (B,)``
-  scores; the default score is the logit y_c (before softmax), as in the lecture.
+- target: None (each image's predicted class), an int, B ints (a list or a (B,) tensor, e.g. the
+  labels), or a callable ``output -> (B,)`` scores; the default score is the logit y_c (before
+  softmax), as in the lecture.
 - The model runs in whatever mode it is in (train or eval) and leaves each call exactly as it
   came in: modes, requires_grad flags, parameter .grad, buffers and hooks
   (``gradviz_lab.hooks.preserved_state``).
