@@ -7,10 +7,11 @@ Two ways to ask what a class or a channel responds to:
 
        x* = argmax_x  S(x) - l2 * ||x - 0.5||^2,    x in [0, 1]^(C x H x W)
 
-   Left alone, the ascent finds high-frequency noise the network happens to like; the
-   regularisers of Yosinski et al. (2015) keep the image natural: the L2 term pulls pixels to
-   mid-grey, a Gaussian blur every few steps removes high frequencies, a random shift (jitter)
-   before each step stops the image from exploiting exact pixel positions.
+   Left alone, the ascent finds high-frequency noise the network happens to like; regularisers
+   keep the image natural: the L2 term pulls pixels to mid-grey and a Gaussian blur every few
+   steps removes high frequencies (both from Yosinski et al. 2015), and a random shift (jitter,
+   from DeepDream: Mordvintsev, Olah & Tyka 2015) before each step stops the image from
+   exploiting exact pixel positions.
    ``class_visualisation`` maximises a class logit, ``channel_visualisation`` a channel's mean.
 
 2. Find it in the data. Zeiler & Fergus (2014) show, for each channel, the 9 images whose
