@@ -22,6 +22,8 @@ help:
 	@echo "make bench        run the benchmarks in benchmarks/"
 	@echo "make exercises    regenerate exercises/ from solutions/"
 	@echo "make system-deps  (root) Debian packages for the browser test: chromium"
+	@echo "make setup        only create/update .venv (lab and test do it first)"
+	@echo "make clean        remove .venv and build files (then TORCH_PAIR=... setup picks another pair)"
 
 $(STAMP): pyproject.toml requirements/torch-pair.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -85,13 +85,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     knobs.add_argument(
         "--baseline",
         choices=BASELINES,
-        help="occlusion and integrated-gradients: what replaces the image",
+        help="occlusion and integrated-gradients: what replaces the image (default black; "
+        "occlusion on the shapes models: mean)",
     )
     knobs.add_argument(
         "--reduce", choices=("max", "mean"), help="saliency: reduction over colour channels"
     )
     knobs.add_argument(
-        "--sigma", type=float, help="smoothgrad: noise std as a fraction of the value range"
+        "--sigma",
+        type=float,
+        help="smoothgrad: noise std as a fraction of the value range (default 0.15; 0.05 on the "
+        "shapes models, which misread noisier copies)",
     )
     knobs.add_argument("--n-samples", type=int, help="smoothgrad: number of noisy copies")
     knobs.add_argument(

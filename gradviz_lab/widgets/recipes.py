@@ -35,7 +35,8 @@ IMAGENET_MODELS = ("vgg16", "vgg19", "alexnet", "resnet18", "resnet50")
 
 # method -> its knobs and their defaults. None means "chosen from the image": the occlusion
 # window is a quarter of the image side, the stride a quarter of the window; the Grad-CAM layer
-# is the last one with spatial feature maps; no layer means "explain a class score".
+# is the last convolutional stage before pooling (attribution.default_cam_layer); no layer means
+# "explain a class score". GALLERY_DEFAULTS below changes some defaults for the shapes models.
 METHODS: dict[str, dict[str, Any]] = {
     "occlusion": {"window": None, "stride": None, "baseline": "black"},
     "saliency": {"reduce": "max"},
@@ -47,7 +48,7 @@ METHODS: dict[str, dict[str, Any]] = {
     "guided-gradcam": {"layer": None},
     "integrated-gradients": {"steps": 32, "baseline": "black"},
 }
-BASELINES = ("black", "grey", "mean", "blur")
+BASELINES = ("black", "grey", "mean", "blur")  # what replaces the image: occlusion and IG
 
 # Defaults that depend on the model a gallery comes with. The shapes models recognise fewer and
 # fewer of their noisy copies above about 5 % noise (lesson 3), and on their coloured backgrounds a
@@ -61,7 +62,7 @@ def gallery_defaults(method: str, gallery_name: str | None) -> dict[str, Any]:
     """The knobs of ``method`` whose default differs for the model of gallery ``gallery_name``
     ("shapes" and "shapes-tagged" share the shapes entry; None: a caller's own model, none)."""
     family = "shapes" if (gallery_name or "").startswith("shapes") else gallery_name
-    return dict(GALLERY_DEFAULTS.get(family or "", {}).get(method, {}))  # what replaces the image: occlusion and IG
+    return dict(GALLERY_DEFAULTS.get(family or "", {}).get(method, {}))
 
 
 @dataclass
