@@ -25,10 +25,13 @@ Two ways to ask what a class or a channel responds to:
 
 from __future__ import annotations
 
+import html
 import io
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -747,14 +750,20 @@ def activation_maximisation_dashboard(
     )
     picture = widgets.Image(format="png", width=224)
     caption = widgets.HTML()
+    save_button = widgets.Button(
+        description="save PNG for slides", icon="download", layout=widgets.Layout(width="auto")
+    )
+    saved = widgets.HTML()
     dash = widgets.VBox(
         [
             widgets.HTML(f"<b>Class visualisation</b> ({settings.steps} ascent steps)"),
             widgets.HBox([target, l2]),
             picture,
             caption,
+            widgets.HBox([save_button, saved]),
         ]
     )
+    save_button.add_class("gradviz-save")
     dash.controls = {"target": target, "l2": l2}
     dash.cache = {}
     dash.last_image = dash.last_png = dash.last_logit = dash.last_error = None
@@ -781,6 +790,29 @@ def activation_maximisation_dashboard(
                 f"<span style='color:#b00'>error: {type(error).__name__}: {error}</span>"
             )
 
+    def save_png(path: str | Path | None = None) -> Path:
+        """The image on show, each pixel a 224/side-pixel block, to ``path`` (default
+        figures/classvis_<class>_l2-<strength>.png); returns the path written."""
+        if dash.last_image is None:
+            raise RuntimeError("nothing to save: no class image has been made yet")
+        if path is None:
+            name = re.sub(r"[^A-Za-z0-9.=-]+", "_", f"classvis_{names[target.value]}_l2-{l2.value:.3g}")
+            path = Path("figures") / f"{name}.png"
+        path = Path(path)
+        if path.suffix.lower() != ".png":
+            raise ValueError(f"the image is saved as PNG: give a path ending in .png, got {str(path)!r}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(_png(dash.last_image, scale=max(1, 224 // max(dash.last_image.shape[-2:]))))
+        return path
+
+    def on_save(_button: object) -> None:
+        try:
+            saved.value = f"saved <code>{html.escape(str(save_png()))}</code>"
+        except Exception as error:
+            saved.value = f"<span style='color:#b00'>error: {type(error).__name__}: {html.escape(str(error))}</span>"
+
+    dash.save_png = save_png
+    save_button.on_click(on_save)
     target.observe(refresh, names="value")
     l2.observe(refresh, names="value")
     refresh()

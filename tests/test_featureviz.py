@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -489,7 +490,7 @@ def test_activation_maximisation_dashboard_headless() -> None:
         assert dash.last_logit == pytest.approx(model(expected[None])[0, 2].item(), rel=1e-5)
     start_l2 = dash.controls["l2"].value
     dash.controls["l2"].value = 1.0
-    assert dash.last_error is None and "L2 = 1" in dash.children[-1].value
+    assert dash.last_error is None and "L2 = 1" in dash.children[3].value  # the caption
     assert len(dash.cache) == 3
     dash.controls["l2"].value = start_l2
     dash.controls["target"].value = 0
@@ -497,3 +498,21 @@ def test_activation_maximisation_dashboard_headless() -> None:
     assert_unchanged(model, before)
     with pytest.raises(TypeError, match="class_names"):
         fv.activation_maximisation_dashboard(model, [], (1, 10, 10))
+
+
+def test_activation_maximisation_dashboard_saves_the_image_for_slides(tmp_path, monkeypatch) -> None:
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    dash = fv.activation_maximisation_dashboard(tiny_cnn(), ["a", "b", "c", "d"], (1, 10, 10), steps=8)
+    dash.controls["target"].value = 2
+    button = dash.children[-1].children[0]
+    button.click()
+    (saved,) = (tmp_path / "figures").glob("*.png")
+    assert saved.name.startswith("classvis_c_l2-") and str(saved.relative_to(tmp_path)) in dash.children[-1].children[1].value
+    picture = np.asarray(Image.open(saved))
+    assert picture.shape == (220, 220)  # each of the 10x10 pixels as a 22x22 block
+    expected = (dash.last_image[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    np.testing.assert_array_equal(picture[::22, ::22], expected)
+    with pytest.raises(ValueError, match="ending in .png"):
+        dash.save_png(tmp_path / "x.jpg")
