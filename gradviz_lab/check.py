@@ -96,6 +96,8 @@ def run_checks(name: str, student: Method, reference: Method, cases: list[Case],
     left), or the case fails. ``uses_grad=True``: the task itself reads .grad after backward()
     (gradient norms), so .grad may change.
     """
+    if not callable(student):
+        return _not_a_function(name, student)
     results = []
     for number, case in enumerate(cases, 1):
         prefix = f"case {number}/{len(cases)} ({case.description})"
@@ -130,6 +132,13 @@ def run_checks(name: str, student: Method, reference: Method, cases: list[Case],
     verdict = "all cases pass" if all(results) else f"{sum(results)}/{len(results)} cases pass"
     print(f"{name}: {verdict}.")
     return CheckReport(name, results)
+
+
+def _not_a_function(name: str, student: object) -> CheckReport:
+    """One line for a checker given something else than a function, e.g. check(saliency(...))."""
+    print(f"[x] {name}: give the checker your function itself, its name without parentheses "
+          f"(e.g. check_saliency(saliency)); it got a {type(student).__name__}.")
+    return CheckReport(name, [])
 
 
 def _fingerprint(model: nn.Module) -> dict:
@@ -293,6 +302,8 @@ def check_smoothgrad(student: Method, n_samples: int = 300) -> CheckReport:
     scatters around its expectation shows whether the n copies drew independent noise (case 4:
     the per-pixel variance of a mean of n independent draws is Var[(x + e)^2] / n).
     """
+    if not callable(student):
+        return _not_a_function("smoothgrad", student)
     results = []
     cases = standard_cases()[:2]
     for number, case in enumerate(cases, 1):  # sigma 0: SmoothGrad is the plain gradient

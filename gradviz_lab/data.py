@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ._checks import check_positive_int
+
 # The repository's data/ folder; GRADVIZ_DATA points elsewhere (e.g. a copy beside an installed wheel).
 DATA_DIR = Path(os.environ.get("GRADVIZ_DATA", Path(__file__).resolve().parents[1] / "data"))
 
@@ -355,6 +357,8 @@ def make_shapes(n: int, seed: int, *, size: int = 64, objects: int = 1, tag_prob
 
 def tag_mask(size: int = 64) -> torch.Tensor:
     """(1, size, size) bool: where the spurious mark of the tagged variant is painted."""
+    top, left, height, width = TAG_BOX
+    check_positive_int(size, "size", minimum=max(top + height, left + width))  # the whole mark fits
     return torch.from_numpy(_tag_region(size))[None]
 
 

@@ -106,7 +106,9 @@ def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     Separable: one 1-D kernel exp(-t^2 / 2 sigma^2), normalised to sum 1, along rows then
     columns; edges are reflected so the border does not darken. sigma = 0 returns the images.
     """
-    if sigma <= 0:
+    check_images(nn.Identity(), images, "images")  # a finite float (B, C, H, W) batch; no model here
+    sigma = check_number(sigma, "sigma", minimum=0.0)
+    if sigma == 0:
         return images
     radius = max(1, math.ceil(3 * sigma))
     t = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)

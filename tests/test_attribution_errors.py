@@ -14,9 +14,11 @@ from gradviz_lab.attribution import (
     input_gradient,
     integrated_gradients,
     layer_gradients,
+    max_response,
     occlusion,
     saliency,
     smoothgrad,
+    window_starts,
 )
 
 
@@ -245,3 +247,24 @@ def test_saliency_reduce_knob(model):
 def test_a_score_that_does_not_depend_on_the_input(model):
     with pytest.raises(ValueError, match="does not depend on the input"):
         input_gradient(model, images(1), lambda out: torch.zeros(len(out)))
+
+
+@pytest.mark.parametrize("size, window, stride, error, message", [
+    (10, 0, 2, ValueError, "window must be >= 1, got 0"),
+    (10, 3, 0, ValueError, "stride must be >= 1, got 0"),
+    (10, 3, -2, ValueError, "stride must be >= 1, got -2"),
+    (2, 5, 1, ValueError, "window 5 is larger than the size 2"),
+    (0, 1, 1, ValueError, "size must be >= 1, got 0"),
+    (10, 2.5, 1, TypeError, "window must be an int, got float"),
+])
+def test_window_starts_rejects_bad_arguments(size, window, stride, error, message):
+    with pytest.raises(error, match=message):
+        window_starts(size, window, stride)
+
+
+@pytest.mark.parametrize("output", [torch.tensor([1.0, 2.0]), torch.tensor(3.0), torch.zeros(2, 0)])
+def test_max_response_needs_one_or_more_values_per_image(output):
+    with pytest.raises(ValueError, match=r"max_response needs the model's output as \(B, \.\.\.\)"):
+        max_response(output)
+    with pytest.raises(TypeError, match="max_response takes the model's output tensor, got list"):
+        max_response([[1.0, 2.0]])

@@ -23,6 +23,7 @@ from gradviz_lab.attribution import (
     occlusion,
     saliency,
     smoothgrad,
+    window_starts,
 )
 
 
@@ -246,3 +247,23 @@ def test_occlusion_averages_the_windows_covering_each_pixel_by_hand():
     assert torch.equal(raw.flatten(), torch.tensor([3.0, 6.0], dtype=torch.float64))
     # stride 2 skips the last pixel, so a last window is added at the edge: same positions
     assert torch.equal(occlusion(model, x, 0, window=(1, 2), stride=2), got)
+
+
+@pytest.mark.parametrize("size, window, stride, starts", [
+    (10, 4, 3, [0, 3, 6]),  # 0, 3, 6: the last window already ends at the edge (6 + 4 = 10)
+    (10, 4, 4, [0, 4, 6]),  # 0, 4 leave rows 8, 9 uncovered: one more window flush with the edge
+    (10, 2, 5, [0, 5, 8]),  # a stride longer than the window leaves gaps, but reaches the edge
+    (5, 5, 1, [0]),         # one window, the whole image
+    (7, 1, 3, [0, 3, 6]),
+])
+def test_window_starts_by_hand(size, window, stride, starts):
+    assert window_starts(size, window, stride).tolist() == starts
+
+
+def test_max_response_is_the_largest_value_of_each_image():
+    logits = torch.tensor([[1.0, 5.0, -2.0], [0.0, -1.0, -3.0]])
+    assert max_response(logits).tolist() == [5.0, 0.0]
+    feature_maps = torch.zeros(2, 3, 2, 2)
+    feature_maps[0, 2, 1, 0], feature_maps[1, 0, 0, 1] = 7.0, -0.5
+    feature_maps[1] -= 1.0  # image 1: every value negative, the largest -1
+    assert max_response(feature_maps).tolist() == [7.0, -1.0]

@@ -18,6 +18,7 @@ from test_core_nets import (
     smooth_cnn,
     without_inplace,
 )
+from test_hooks import assert_same_state, snapshot
 from torch import nn
 
 from gradviz_lab import hooks
@@ -225,6 +226,8 @@ TORCHVISION_CALLS = {
 
 @pytest.mark.parametrize("arch", ["vgg11", "resnet18"])
 def test_torchvision_models_work_with_every_method(torchvision_models, arch):
+    """A smoke test: every method runs and gives finite, non-zero maps of the right shape (the
+    values are checked against references in the tests below)."""
     model = torchvision_models[arch]
     x = images(2, size=32, seed=10)
     before = hooks.count_hooks(model)
@@ -236,7 +239,65 @@ def test_torchvision_models_work_with_every_method(torchvision_models, arch):
             assert out.shape == (2, channels, 32, 32), name
             assert torch.isfinite(out).all() and out.abs().sum() > 0, name
     assert hooks.count_hooks(model) == before
-    assert not model.training
+
+
+def hand_gradcam(model: nn.Module, x: torch.Tensor, classes: torch.Tensor, layer: str):
+    """Grad-CAM by hand: A from a forward hook, dy_c/dA from autograd.grad, upsampled bilinearly."""
+    store = {}
+    handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o: store.update(A=o))
+    try:
+        score = model(x)[torch.arange(len(x)), classes].sum()  # images independent in eval mode
+        (grad,) = torch.autograd.grad(score, store["A"])
+    finally:
+        handle.remove()
+    cam = torch.relu((grad.mean((2, 3), keepdim=True) * store["A"]).sum(1, keepdim=True))
+    return F.interpolate(cam.detach(), size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+@pytest.mark.parametrize("arch", ["vgg11", "resnet18"])
+def test_torchvision_maps_equal_their_definitions(torchvision_models, arch):
+    # ResNet18 is the hard case: each block's in-place ReLU module runs twice.
+    model = torchvision_models[arch]
+    x = images(2, size=32, seed=10)
+    with torch.no_grad():
+        logits = model(x)
+        drop = logits[:, 7] - model(torch.zeros_like(x))[:, 7]  # F(x) - F(black), class 7
+    predicted = logits.argmax(1)
+    inp = x.clone().requires_grad_()
+    (gradient,) = torch.autograd.grad(model(inp)[torch.arange(2), predicted].sum(), inp)
+    torch.testing.assert_close(input_gradient(model, x), gradient)
+    torch.testing.assert_close(saliency(model, x), gradient.abs().amax(1, keepdim=True))
+    # completeness: the integrated gradients add up to F(x) - F(x') (a black baseline)
+    ig = integrated_gradients(model, x, 7, steps=64, batch_size=32)
+    assert bool(((ig.flatten(1).sum(1) - drop).abs() < 1e-2 * drop.abs()).all()), (ig.sum(), drop)
+    # one window covering the whole image: the map is the score drop, everywhere
+    torch.testing.assert_close(occlusion(model, x, 7, window=32, stride=32),
+                               drop.view(2, 1, 1, 1).expand(2, 1, 32, 32))
+    layer = default_cam_layer(model, x)
+    torch.testing.assert_close(gradcam(model, x, 7), hand_gradcam(model, x, torch.tensor([7, 7]), layer))
+
+
+def test_resnet_in_train_mode_comes_back_with_its_modes_and_statistics(torchvision_models):
+    model = torchvision_models["resnet18"]
+    x = images(2, size=32, seed=13)
+    try:
+        model.train()  # a mixed state: train mode, one eval stage, a frozen weight, a .grad
+        model.layer1.eval()
+        model.fc.weight.requires_grad_(False)
+        model.conv1.weight.grad = torch.ones_like(model.conv1.weight)
+        before = snapshot(model)
+        for name in ("input_gradient", "guided_backprop", "smoothgrad"):
+            TORCHVISION_CALLS[name](model, x)
+        gradcam(model, x, 7, layer="layer3.1")
+        # the default layer is found with one image, in eval mode (batch norm in train mode
+        # refuses a single image once the maps are 1x1): the model must still come back as it was
+        assert default_cam_layer(model, x) == "layer3.1"
+        torch.testing.assert_close(gradcam(model, x, 7), gradcam(model, x, 7, layer="layer3.1"))
+        assert_same_state(before, snapshot(model))  # modes, flags, .grad, BatchNorm statistics
+    finally:
+        model.eval()
+        model.fc.weight.requires_grad_(True)
+        model.conv1.weight.grad = None
 
 
 @pytest.mark.parametrize("arch, size, layer", [

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
+from test_hooks import assert_same_state, snapshot
 from torch import nn
 
 from gradviz_lab import attribution, check
@@ -229,13 +231,64 @@ def test_a_crashing_function_is_reported_in_one_line_per_case(capsys):
     assert out.count("your function raised ValueError: shapes do not match") == 3
 
 
-def test_checkers_do_not_change_the_models_they_build():
-    # the checker's random models are rebuilt from seeds: the same cases every time
+def test_the_cases_are_rebuilt_from_seeds_the_same_every_time():
     first, second = check.standard_cases(), check.standard_cases()
     for a, b in zip(first, second):
         assert torch.equal(a.x, b.x) and torch.equal(a.target, b.target)
         for p, q in zip(a.model.parameters(), b.model.parameters()):
             assert torch.equal(p, q)
+
+
+def mixed_state_cases() -> list[check.Case]:
+    """The standard cases, each model in a mixed state (train mode with one eval submodule, a
+    frozen weight, a .grad already set): a checker that set a mode, unfroze or cleared would show."""
+    cases = check.standard_cases()
+    for case in cases:
+        case.model.train()
+        case.model.features[2].eval()
+        case.model.classifier.weight.requires_grad_(False)
+        case.model.features[0].weight.grad = torch.full_like(case.model.features[0].weight, 0.5)
+    return cases
+
+
+@pytest.mark.parametrize("student", [student_saliency, student_saliency_signed],
+                         ids=["right", "wrong"])  # wrong: the typical mistakes are replayed too
+def test_run_checks_leaves_every_case_as_it_found_it(student, capsys):
+    cases, fresh = mixed_state_cases(), check.standard_cases()
+    before = [snapshot(case.model) for case in cases]
+    mistakes = {"take the magnitude": check._signed_gradient_max}
+    reference = lambda m, x, t: attribution.saliency(m, x, t, reduce="max")  # noqa: E731
+    report = check.run_checks("saliency", student, reference, cases, mistakes)
+    assert report.passed == (student is student_saliency), capsys.readouterr().out
+    for case, fresh_case, state in zip(cases, fresh, before):
+        assert_same_state(state, snapshot(case.model))
+        assert torch.equal(case.x, fresh_case.x) and torch.equal(case.target, fresh_case.target)
+
+
+CHECKERS_ON_STANDARD_CASES = [check.check_saliency, check.check_occlusion, check.check_deconvnet,
+                              check.check_guided_backprop, check.check_gradcam,
+                              check.check_integrated_gradients]
+
+
+@pytest.mark.parametrize("checker", CHECKERS_ON_STANDARD_CASES, ids=lambda c: c.__name__)
+def test_the_student_gets_the_models_and_inputs_as_built(checker, capsys):
+    """The reference runs first, on the same model: the student must still get it untouched."""
+    def state(model):  # a snapshot to compare across model instances: hooks without module ids
+        taken = snapshot(model)
+        taken["hooks"] = [module_hooks for _, module_hooks in taken["hooks"]]
+        return taken
+
+    seen = []
+
+    def spy(model, x, target, **knobs):
+        seen.append((state(model), x.clone(), target.clone()))
+        raise ValueError("spy")
+
+    report = checker(spy)
+    assert report.results == [False, False, False], capsys.readouterr().out
+    for (got, x, target), case in zip(seen, check.standard_cases(), strict=True):
+        assert_same_state(state(case.model), got)
+        assert torch.equal(x, case.x) and torch.equal(target, case.target)
 
 
 def make_student_ig(factor=True, left_sum=False):
@@ -438,9 +491,40 @@ def test_backward_into_dot_grad_or_frozen_parameters_fail_the_case(capsys):
     assert "requires_grad flags changed" in capsys.readouterr().out
 
 
-def test_checkers_leave_the_notebooks_random_stream_alone():
+CORRECT_STUDENTS = {  # a right answer for every checker; none of them draws from torch's stream
+    check.check_saliency: student_saliency,
+    check.check_occlusion: student_occlusion,
+    check.check_smoothgrad: make_student_smoothgrad(),
+    check.check_guided_backprop: make_student_relu_rule(True, True),
+    check.check_deconvnet: make_student_relu_rule(False, True),
+    check.check_gradcam: make_student_gradcam(),
+    check.check_integrated_gradients: make_student_ig(),
+    check.check_gradient_norms: make_student_gradient_norms(),
+    check.check_ascent_step: make_student_ascent_step(),
+}
+
+
+def test_every_checker_has_a_right_answer_here():
+    checkers = {getattr(check, n) for n in dir(check) if n.startswith("check_")}
+    assert checkers == set(CORRECT_STUDENTS)
+
+
+@pytest.mark.parametrize("checker", list(CORRECT_STUDENTS), ids=lambda c: c.__name__)
+def test_checkers_leave_the_notebooks_random_stream_alone(checker, capsys):
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    check.check_saliency(lambda m, x, t: attribution.saliency(m, x, t))
+    assert checker(CORRECT_STUDENTS[checker]).passed, capsys.readouterr().out
     assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("checker", list(CORRECT_STUDENTS), ids=lambda c: c.__name__)
+@pytest.mark.parametrize("given", ["saliency", torch.zeros(1, 1, 8, 8), None])
+def test_something_else_than_a_function_gets_one_clear_line(checker, given, capsys):
+    # e.g. check_saliency(saliency(model, x, target)): the result, not the function
+    report = checker(given)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert not report.passed and report.results == []
+    assert len(out) == 1, out
+    assert "your function itself, its name without parentheses" in out[0]
+    assert f"it got a {type(given).__name__}" in out[0]

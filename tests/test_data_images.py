@@ -88,9 +88,18 @@ def test_one_bit_and_jpeg(tmp_path):
 
 
 def test_pil_image_input_is_not_modified():
-    image = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+    # transparent black, with one half-transparent red pixel: compositing it in place would show
+    pixels = np.zeros((4, 4, 4), np.uint8)
+    pixels[1, 2] = [255, 0, 0, 128]
+    image = Image.fromarray(pixels, "RGBA")
+    before = np.asarray(image).copy()
     tensor = load_image(image)
-    assert image.mode == "RGBA" and tensor.shape == (3, 4, 4) and float(tensor.min()) == 1.0
+    assert image.mode == "RGBA" and image.size == (4, 4)
+    np.testing.assert_array_equal(np.asarray(image), before)
+    # and the result is right: white where transparent; red at 128/255 over white: (255, 127, 127)
+    expected = torch.ones(3, 4, 4)
+    expected[1:, 1, 2] = 127 / 255
+    torch.testing.assert_close(tensor, expected, atol=1.5 / 255, rtol=0)
 
 
 def test_resize_int_keeps_aspect_and_pair_is_exact(tmp_path):

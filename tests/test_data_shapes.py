@@ -188,3 +188,27 @@ def test_other_sizes_work():
 def test_bad_arguments_are_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         make_shapes(**kwargs)
+
+
+def test_tag_mask_by_hand():
+    # TAG_BOX = (3, 3, 4, 4): rows and columns 3..6, so 7 pixels is the smallest size it fits.
+    assert TAG_BOX == (3, 3, 4, 4)
+    expected = torch.zeros(1, 7, 7, dtype=torch.bool)
+    expected[0, 3:7, 3:7] = True
+    assert torch.equal(tag_mask(7), expected)
+    assert tag_mask().shape == (1, 64, 64) and int(tag_mask().sum()) == 16
+
+
+@pytest.mark.parametrize(
+    "size, error, match",
+    [
+        (0, ValueError, "size must be >= 7, got 0"),
+        (-3, ValueError, "size must be >= 7, got -3"),
+        (6, ValueError, "size must be >= 7, got 6"),  # the mark would be cut off
+        (16.0, TypeError, "size must be an int"),
+        (True, TypeError, "size must be an int"),
+    ],
+)
+def test_tag_mask_rejects_a_size_the_mark_does_not_fit(size, error, match):
+    with pytest.raises(error, match=match):
+        tag_mask(size)

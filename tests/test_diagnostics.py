@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 
+from test_hooks import assert_same_state, snapshot
+
 from gradviz_lab import diagnostics as diag
 from gradviz_lab.data import load_digits
 from gradviz_lab.hooks import count_hooks
@@ -345,36 +347,81 @@ def test_tensorboard_events_are_written_and_read_back(tmp_path, digits) -> None:
     saliency = events.Images("saliency")
     assert [e.step for e in saliency] == [0, 1]
     picture = np.asarray(Image.open(io.BytesIO(saliency[-1].encoded_image_string)))
-    assert (
-        picture.shape[2] == 3 and picture.shape[0] >= 28 and picture.shape[1] >= 8 * 28
-    )  # an 8-image grid
+    assert picture.shape == (28, 8 * 28, 3)  # the first 8 images side by side
+    # the last epoch's pictures are those of the trained model, written as bytes 0..255
+    expected = hand_saliency_pictures(model, images[:8]).permute(2, 0, 3, 1).reshape(28, 8 * 28, 3)
+    assert np.abs(picture.astype(float) - 255 * expected.numpy()).max() <= 1.0
     assert events.Images("inputs")[0].step == 0
     assert model.training and all(p.grad is None for p in model.parameters())
 
 
-def test_log_saliency_images_writes_colour_pictures_and_restores_mode() -> None:
-    class Recorder:
-        def __init__(self) -> None:
-            self.calls: list[tuple] = []
+def hand_saliency_pictures(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """|d y_c / d x| for the predicted class c, the model in eval mode (one grey channel, so no max
+    over channels), coloured by ``viz.colorize`` as (B, 3, H, W)."""
+    from gradviz_lab.viz import colorize
 
-        def add_images(self, tag, pictures, step, dataformats):
-            self.calls.append((tag, pictures, step, dataformats))
-
-        def add_histogram(self, tag, values, step):
-            self.calls.append((tag, values, step))
-
-    writer, model = Recorder(), tiny_cnn().train()
-    pictures = diag.log_saliency_images(writer, model, torch.rand(3, 1, 12, 12), step=5)
-    assert pictures.shape == (3, 3, 12, 12) and 0 <= pictures.min() and pictures.max() <= 1
-    assert (
-        writer.calls[0][0] == "saliency"
-        and writer.calls[0][2] == 5
-        and writer.calls[0][3] == "NCHW"
+    twin = copy.deepcopy(model).eval()
+    x = images.clone().requires_grad_(True)
+    output = twin(x)
+    (grad,) = torch.autograd.grad(output.max(dim=1).values.sum(), x)
+    return torch.stack(
+        [torch.from_numpy(colorize(g.abs().numpy(), signed=False)).permute(2, 0, 1) for g in grad[:, 0]]
     )
-    assert model.training
+
+
+class Recorder:
+    """A stand-in for SummaryWriter that keeps every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def add_images(self, tag, pictures, step, dataformats):
+        self.calls.append((tag, pictures, step, dataformats))
+
+    def add_histogram(self, tag, values, step):
+        self.calls.append((tag, values.clone(), step))
+
+
+def dropout_cnn() -> nn.Sequential:
+    """tiny_cnn with dropout on the logits: in train mode its saliency would be random."""
+    return nn.Sequential(*tiny_cnn(), nn.Dropout(0.5))
+
+
+def test_saliency_pictures_are_the_coloured_gradient_magnitude_in_eval_mode() -> None:
+    model, images = dropout_cnn().eval(), torch.rand(3, 1, 12, 12, generator=torch.Generator().manual_seed(4))
+    before = snapshot(model)
+    pictures = diag.saliency_pictures(model, images)
+    assert_same_state(before, snapshot(model))
+    torch.testing.assert_close(pictures, hand_saliency_pictures(model, images))
+    assert pictures.shape == (3, 3, 12, 12) and 0 <= pictures.min() and pictures.max() <= 1
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        diag.saliency_pictures(model, images[0])
+
+
+def test_log_saliency_images_writes_the_pictures_in_eval_mode_and_leaves_the_model_as_it_was() -> None:
+    writer, model = Recorder(), dropout_cnn().train()
+    model[3].eval()  # a mixed state: train mode, one eval submodule, a frozen weight, a .grad
+    model[7].weight.requires_grad_(False)
+    model[0].weight.grad = torch.full_like(model[0].weight, 0.25)
+    images = torch.rand(3, 1, 12, 12, generator=torch.Generator().manual_seed(5))
+    before = snapshot(model)
+    pictures = diag.log_saliency_images(writer, model, images, step=5)
+    assert_same_state(before, snapshot(model))  # modes, requires_grad, .grad, buffers, hooks
+    torch.testing.assert_close(pictures, hand_saliency_pictures(model, images))
+    assert len(writer.calls) == 1
+    tag, written, step, dataformats = writer.calls[0]
+    assert (tag, step, dataformats) == ("saliency", 5, "NCHW") and written is pictures
+
+
+def test_log_gradient_histograms_writes_each_parameters_grad() -> None:
+    writer, model = Recorder(), tiny_cnn()
     model(torch.rand(2, 1, 12, 12)).sum().backward()
-    assert diag.log_gradient_histograms(writer, model, step=1) == 6  # 3 layers x (weight, bias)
-    assert writer.calls[-1][0] == "gradients/7.bias"
+    model[3].bias.grad = None  # a parameter without a gradient is skipped
+    assert diag.log_gradient_histograms(writer, model, step=1) == 5
+    expected = [(f"gradients/{n}", p.grad, 1) for n, p in model.named_parameters() if p.grad is not None]
+    assert [(tag, step) for tag, _, step in writer.calls] == [(t, s) for t, _, s in expected]
+    for (_, values, _), (tag, grad, _) in zip(writer.calls, expected):
+        assert torch.equal(values, grad), tag
 
 
 def test_missing_tensorboard_gives_a_clear_install_message(monkeypatch, tmp_path) -> None:

@@ -151,17 +151,19 @@ def test_a_ground_truth_map_beats_a_random_map_on_a_model_that_uses_the_object()
     assert (curve.scores[:, 3] < 0.01).all()
 
 
-def test_curves_leave_the_model_as_it_was():
+@pytest.mark.parametrize("curve", [deletion_curve, insertion_curve])
+def test_curves_leave_the_model_as_it_was(curve):
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 4 * 4, 2)).train()
     model[0].weight.grad = torch.ones_like(model[0].weight)
     running = model[1].running_mean.clone()
     x = torch.rand(2, 1, 6, 6, generator=torch.Generator().manual_seed(4))
-    deletion_curve(model, x, torch.rand(2, 6, 6), steps=4)
+    curve(model, x, torch.rand(2, 6, 6), steps=4)
     assert model.training and model[1].training
     assert torch.equal(model[1].running_mean, running)  # train-mode BatchNorm statistics restored
     assert torch.equal(model[0].weight.grad, torch.ones_like(model[0].weight)) and count_hooks(model) == 0
 
 
+@pytest.mark.parametrize("curve", [deletion_curve, insertion_curve])
 @pytest.mark.parametrize(
     "saliency_map, kwargs, error, match",
     [
@@ -177,9 +179,9 @@ def test_curves_leave_the_model_as_it_was():
         ([[1.0]], {}, TypeError, "Tensor"),
     ],
 )
-def test_bad_arguments_are_clear_errors(saliency_map, kwargs, error, match):
+def test_bad_arguments_are_clear_errors(curve, saliency_map, kwargs, error, match):
     with pytest.raises(error, match=match):
-        deletion_curve(linear_model([1.0, 2.0, 3.0, 4.0]), ONES, saliency_map, **kwargs)
+        curve(linear_model([1.0, 2.0, 3.0, 4.0]), ONES, saliency_map, **kwargs)
 
 
 # --- completeness ------------------------------------------------------------------------------

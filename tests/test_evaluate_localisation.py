@@ -88,20 +88,28 @@ def test_energy_of_a_uniform_map_is_the_area_fraction_and_of_an_empty_map_zero()
     assert energy_pointing_game(torch.zeros(1, 6, 6), mask).item() == 0.0
 
 
+@pytest.mark.parametrize("game", [pointing_game, energy_pointing_game])
 @pytest.mark.parametrize(
-    "saliency_map, masks, kwargs, error, match",
+    "saliency_map, masks, error, match",
     [
-        (torch.zeros(1, 6, 6), torch.zeros(1, 6, 6, dtype=torch.bool), {}, ValueError, "empty"),
-        (torch.zeros(1, 6, 6), torch.full((1, 6, 6), 2), {}, ValueError, "0 and 1"),
-        (torch.zeros(1, 3, 6, 6), block_mask(0, 0, 1, 1), {}, ValueError, "reduce it"),
-        (torch.zeros(2, 6, 6), block_mask(0, 0, 1, 1), {}, ValueError, "shape"),
-        (torch.zeros(1, 6, 6), torch.ones(1, 2, 6, 6, dtype=torch.bool), {}, ValueError, "one mask per image"),
-        (torch.full((1, 6, 6), float("inf")), block_mask(0, 0, 1, 1), {}, ValueError, "non-finite"),
-        (torch.zeros(1, 6, 6), block_mask(0, 0, 1, 1), {"tolerance": -1}, ValueError, "tolerance"),
-        (torch.zeros(6, 6), block_mask(0, 0, 1, 1), {}, ValueError, r"\(B, 1, H, W\)"),
-        ("map", block_mask(0, 0, 1, 1), {}, TypeError, "Tensor"),
+        (torch.zeros(1, 6, 6), torch.zeros(1, 6, 6, dtype=torch.bool), ValueError, "empty"),
+        (torch.zeros(1, 6, 6), torch.full((1, 6, 6), 2), ValueError, "0 and 1"),
+        (torch.zeros(1, 3, 6, 6), block_mask(0, 0, 1, 1), ValueError, "reduce it"),
+        (torch.zeros(2, 6, 6), block_mask(0, 0, 1, 1), ValueError, "shape"),
+        (torch.zeros(1, 6, 6), torch.ones(1, 2, 6, 6, dtype=torch.bool), ValueError, "one mask per image"),
+        (torch.full((1, 6, 6), float("inf")), block_mask(0, 0, 1, 1), ValueError, "non-finite"),
+        (torch.full((1, 6, 6), float("nan")), block_mask(0, 0, 1, 1), ValueError, "non-finite"),
+        (torch.zeros(6, 6), block_mask(0, 0, 1, 1), ValueError, r"\(B, 1, H, W\)"),
+        ("map", block_mask(0, 0, 1, 1), TypeError, "Tensor"),
+        (torch.zeros(1, 6, 6), "mask", TypeError, "Tensor"),
     ],
 )
-def test_bad_inputs_are_clear_errors(saliency_map, masks, kwargs, error, match):
+def test_bad_inputs_are_clear_errors(game, saliency_map, masks, error, match):
     with pytest.raises(error, match=match):
-        pointing_game(saliency_map, masks, **kwargs)
+        game(saliency_map, masks)
+
+
+@pytest.mark.parametrize("tolerance, error", [(-1, ValueError), (float("nan"), ValueError), ("2", TypeError)])
+def test_pointing_game_rejects_a_bad_tolerance(tolerance, error):
+    with pytest.raises(error, match="tolerance"):
+        pointing_game(torch.zeros(1, 6, 6), block_mask(0, 0, 1, 1), tolerance=tolerance)

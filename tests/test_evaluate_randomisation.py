@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from test_hooks import assert_same_state, snapshot
 from torch import nn
 
 from gradviz_lab import attribution
@@ -17,7 +18,6 @@ from gradviz_lab.evaluate import (
     randomised_copy,
     reinitialise,
 )
-from gradviz_lab.hooks import count_hooks
 
 TOP_DOWN = ["classifier", "features.3", "features.0"]
 
@@ -41,27 +41,6 @@ def small_cnn(seed: int = 0) -> nn.Module:
 
 def images(n: int = 2, size: int = 12, seed: int = 0) -> torch.Tensor:
     return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
-
-
-def snapshot(model: nn.Module) -> dict:
-    return {
-        "state": {k: v.clone() for k, v in model.state_dict().items()},
-        "training": [m.training for m in model.modules()],
-        "requires_grad": [p.requires_grad for p in model.parameters()],
-        "grads": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
-        "hooks": count_hooks(model),
-    }
-
-
-def assert_same(before: dict, after: dict) -> None:
-    assert before["state"].keys() == after["state"].keys()
-    for k in before["state"]:
-        assert torch.equal(before["state"][k], after["state"][k]), k
-    assert before["training"] == after["training"]
-    assert before["requires_grad"] == after["requires_grad"]
-    for g0, g1 in zip(before["grads"], after["grads"]):
-        assert (g0 is None and g1 is None) or torch.equal(g0, g1)
-    assert before["hooks"] == after["hooks"]
 
 
 def changed_layers(model: nn.Module, copy: nn.Module) -> list[str]:
@@ -92,16 +71,23 @@ def test_independent_copy_randomises_one_layer(depth):
 
 def test_randomisation_leaves_the_model_and_the_global_random_state_identical():
     model = small_cnn().train()
+    model.features[1].eval()  # a mixed state: train mode with one eval submodule (the BatchNorm)
     model.features[0].weight.requires_grad_(False)
     model.classifier.weight.grad = torch.full_like(model.classifier.weight, 0.5)
     model.register_forward_hook(lambda *args: None)
     before, rng = snapshot(model), torch.get_rng_state()
     randomised_copy(model, 3, seed=1)
     randomised_copy(model, 2, cascading=False, seed=1)
-    randomisation_test(model.eval(), images(), attribution.input_gradient)
-    model.train()
-    assert_same(before, snapshot(model))
+    randomisation_test(model, images(), attribution.input_gradient)  # the model exactly as it is
+    assert_same_state(before, snapshot(model))
     assert torch.equal(rng, torch.get_rng_state())
+
+
+def test_randomisation_test_leaves_an_eval_model_in_eval_mode():
+    model = small_cnn()  # eval mode throughout: the other direction of the test above
+    before = snapshot(model)
+    randomisation_test(model, images(), attribution.input_gradient, cascading=False)
+    assert_same_state(before, snapshot(model))
 
 
 def test_copy_is_seeded_and_consistent_along_the_cascade():
@@ -160,9 +146,32 @@ def test_randomised_copy_rejects_bad_arguments(kwargs, error, match):
         randomised_copy(small_cnn(), **kwargs)
 
 
-def test_a_model_without_filters_is_an_error():
-    with pytest.raises(ValueError, match="no layer"):
-        randomised_copy(nn.Sequential(nn.ReLU(), nn.Flatten()), 0)
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda model: randomisable_layers(model),
+        lambda model: randomised_copy(model, 0),
+        lambda model: randomisation_test(model, images(), edge_map),
+    ],
+    ids=["randomisable_layers", "randomised_copy", "randomisation_test"],
+)
+def test_a_model_without_filters_is_an_error(call):
+    with pytest.raises(ValueError, match="no layer with learned filters"):
+        call(nn.Sequential(nn.ReLU(), nn.Flatten()))
+
+
+@pytest.mark.parametrize(
+    "layer, seed, error, match",
+    [
+        (nn.ReLU(), 0, ValueError, "ReLU has no reset_parameters"),
+        ("classifier", 0, TypeError, "torch.nn.Module"),
+        (nn.Linear(2, 2), -1, ValueError, "seed must be a non-negative int"),
+        (nn.Linear(2, 2), 1.5, ValueError, "seed must be a non-negative int"),
+    ],
+)
+def test_reinitialise_rejects_bad_arguments(layer, seed, error, match):
+    with pytest.raises(error, match=match):
+        reinitialise(layer, seed)
 
 
 def test_explicit_layer_order_is_used():

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from test_hooks import assert_same_state, snapshot
 from torch import nn
 
 from gradviz_lab import attribution
@@ -19,12 +20,12 @@ from gradviz_lab.evaluate import (
     energy_pointing_game,
     evaluate_methods,
     pointing_game,
+    predictions,
     random_map,
     shortcut_report,
     with_tag,
 )
 from gradviz_lab.evaluate.localisation import dilated
-from gradviz_lab.hooks import count_hooks
 
 COLUMNS = ["method", "pointing", "energy", "deletion_auc", "insertion_auc", "rand_spearman", "rand_ssim"]
 
@@ -87,6 +88,28 @@ def test_random_map_is_seeded_and_ignores_the_images():
     assert random_map(None, x).shape == (2, 1, 5, 5)
 
 
+@pytest.mark.parametrize("control", [random_map, edge_map])
+@pytest.mark.parametrize(
+    "x, error, match",
+    [
+        (torch.zeros(4, 4), ValueError, r"x must be a batch of images of shape \(B, C, H, W\)"),
+        (torch.zeros(1, 3, 4, 4, dtype=torch.long), TypeError, "floating-point"),
+        (torch.full((1, 3, 4, 4), float("nan")), ValueError, "non-finite"),
+        (torch.zeros(0, 3, 4, 4), ValueError, "empty batch"),
+        ([[0.0]], TypeError, "torch.Tensor"),
+    ],
+)
+def test_controls_reject_bad_images(control, x, error, match):
+    with pytest.raises(error, match=match):
+        control(None, x)  # the controls ignore the model, but not their images
+
+
+@pytest.mark.parametrize("seed, error", [(-1, ValueError), (1.5, TypeError)])
+def test_random_map_rejects_a_bad_seed(seed, error):
+    with pytest.raises(error, match="seed must be"):
+        random_map(None, torch.zeros(1, 3, 4, 4), seed=seed)
+
+
 def test_as_pixel_map_sums_absolute_channels():
     a = torch.tensor([[[[1.0]], [[-2.0]], [[3.0]]]])  # (1, 3, 1, 1)
     assert as_pixel_map(a).tolist() == [[[[6.0]]]]
@@ -100,10 +123,12 @@ def test_as_pixel_map_sums_absolute_channels():
 
 
 def test_every_default_method_is_scored_reproducibly_and_the_model_is_unchanged():
-    model = small_cnn()
-    model.register_forward_hook(lambda *args: None)
-    model[0].weight.grad = torch.ones_like(model[0].weight)
-    state = {k: v.clone() for k, v in model.state_dict().items()}
+    model = small_cnn().train()  # small_cnn computes the same in either mode: reproducible scores
+    model[3].eval()  # a mixed state: train mode with one eval submodule,
+    model[3].bias.requires_grad_(False)  # a frozen parameter,
+    model[0].weight.grad = torch.ones_like(model[0].weight)  # an existing .grad
+    model.register_forward_hook(lambda *args: None)  # and a hook of the user's own
+    before = snapshot(model)
     x, y, masks = squares(4)
     table = evaluate_methods(model, x, y, masks, steps=8)
     assert table.columns == COLUMNS
@@ -117,9 +142,9 @@ def test_every_default_method_is_scored_reproducibly_and_the_model_is_unchanged(
     assert rows["saliency"]["rand_spearman"] < 0.99
     again = evaluate_methods(model, x, y, masks, steps=8)
     assert str(again) == str(table) and again.rows == table.rows
-    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
-    assert count_hooks(model) == 1 and torch.equal(model[0].weight.grad, torch.ones_like(model[0].weight))
-    assert not model.training
+    # Modes per module, requires_grad, grads, parameters, buffers and hooks as they were
+    # (a BatchNorm model in this state goes through every evaluate function in test_evaluate_state.py).
+    assert_same_state(before, snapshot(model))
 
 
 def test_an_oracle_map_wins_localisation_and_its_numbers_are_the_functions_numbers():
@@ -204,6 +229,22 @@ def test_with_tag_paints_only_the_region():
     assert painted[:, :, ~region].abs().sum() == 0 and x.abs().sum() == 0  # a copy
 
 
+@pytest.mark.parametrize(
+    "images, region, colour, error, match",
+    [
+        (torch.zeros(1, 3, 8, 8), torch.ones(4, 4, dtype=torch.bool), TAG_COLOUR, ValueError, r"shape \(8, 8\) or \(1, 8, 8\)"),
+        (torch.zeros(1, 3, 8, 8), torch.ones(2, 32, dtype=torch.bool), TAG_COLOUR, ValueError, r"shape \(8, 8\)"),
+        (torch.zeros(1, 3, 8, 8), torch.ones(8, 8), TAG_COLOUR, TypeError, "bool tensor"),
+        (torch.zeros(1, 3, 8, 8), torch.ones(8, 8, dtype=torch.bool), (1.0, 0.0), ValueError, r"one value per channel \(3\)"),
+        (torch.zeros(1, 3, 8, 8), torch.ones(8, 8, dtype=torch.bool), (1.0, float("nan"), 1.0), ValueError, "finite"),
+        (torch.zeros(3, 8, 8), torch.ones(8, 8, dtype=torch.bool), TAG_COLOUR, ValueError, "one image"),
+    ],
+)
+def test_with_tag_rejects_bad_input(images, region, colour, error, match):
+    with pytest.raises(error, match=match):
+        with_tag(images, region, colour)
+
+
 def test_shortcut_report_on_a_model_that_reads_the_tag():
     model = TagOrHalves(16)
     x, y, masks = hans_data()
@@ -235,6 +276,38 @@ def test_accuracy_by_hand():
     assert accuracy(model, x, y) == pytest.approx(4 / 7)
     assert accuracy(model, x, y, batch_size=2) == pytest.approx(4 / 7)
     assert math.isclose(accuracy(model, x, torch.zeros_like(y)), 0.0)
+
+
+def test_predictions_by_hand():
+    model = TagOrHalves(16)
+    x, y, _ = hans_data()
+    # Grey images: logit 0 = 4 (0.5 - 1) = -2 < logits 1, 2 = 2 x (mean of a half) >= 1, so never
+    # class 0. A square on the left (label 1) or right (label 2) wins its half; the class-0 square
+    # straddles the middle (columns 6-9 of 16), both halves tie exactly and argmax takes class 1.
+    assert y.tolist() == [0, 1, 2, 0, 1, 2, 0]
+    assert predictions(model, x).tolist() == [1, 1, 2, 1, 1, 2, 1]
+    assert predictions(model, x, batch_size=3).tolist() == [1, 1, 2, 1, 1, 2, 1]
+    # With the magenta tag, logit 0 = 4 (R - G + B on the tag - 1) = 4 (2 - 1) = 4 > 2 >= logits 1, 2.
+    assert predictions(model, with_tag(x, tag_mask(16))).tolist() == [0] * 7
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda m, x, y: accuracy(m, x, torch.tensor([0, 1, 2, 0, 1, 2, 3])), ValueError, r"out of range: got \[3\]"),
+        (lambda m, x, y: accuracy(m, x, torch.tensor([0, 1, 2, 0, 1, 2, -1])), ValueError, "out of range"),
+        (lambda m, x, y: accuracy(m, x, y[:3]), ValueError, "labels must be a tensor of 7"),
+        (lambda m, x, y: accuracy(m, x, y.float()), TypeError, "integers"),
+        (lambda m, x, y: accuracy(m, x, y, batch_size=0), ValueError, "batch_size must be >= 1"),
+        (lambda m, x, y: predictions(m, x, batch_size=0), ValueError, "batch_size must be >= 1"),
+        (lambda m, x, y: predictions(m, x[0], batch_size=2), ValueError, "one image"),
+        (lambda m, x, y: predictions(m, x.double()), TypeError, "dtype"),
+    ],
+)
+def test_accuracy_and_predictions_reject_bad_input(call, error, match):
+    x, y, _ = hans_data()
+    with pytest.raises(error, match=match):
+        call(TagOrHalves(16), x, y)
 
 
 def test_shortcut_report_tolerance_grows_the_tag_region_only():

@@ -37,6 +37,39 @@ def test_average_ranks_match_plain_counting_on_random_rows_with_ties():
     assert average_ranks(values).tolist() == expected
 
 
+# --- Pearson -----------------------------------------------------------------------------------
+
+
+def test_pearson_by_hand():
+    # b = 2a + 1 correlates perfectly, -a perfectly negatively; [1, 2, 3] with [1, 3, 2]:
+    # centred (-1, 0, 1) and (-1, 1, 0): 1 / (sqrt(2) sqrt(2)) = 0.5.
+    a = torch.tensor([[1.0, 2.0, 3.0]] * 3)
+    b = torch.tensor([[3.0, 5.0, 7.0], [-1.0, -2.0, -3.0], [1.0, 3.0, 2.0]])
+    torch.testing.assert_close(pearson(a, b), torch.tensor([1.0, -1.0, 0.5], dtype=torch.float64))
+
+
+def test_pearson_matches_the_plain_formula_on_random_maps():
+    generator = torch.Generator().manual_seed(3)
+    a, b = torch.rand(4, 2, 5, 5, generator=generator), torch.rand(4, 2, 5, 5, generator=generator)
+    expected = [_plain_pearson(ra, rb) for ra, rb in zip(a.flatten(1).tolist(), b.flatten(1).tolist())]
+    torch.testing.assert_close(pearson(a, b), torch.tensor(expected, dtype=torch.float64))
+
+
+@pytest.mark.parametrize(
+    "a, b, error, match",
+    [
+        (torch.rand(2, 4, 4), torch.rand(2, 5, 5), ValueError, "same shape"),
+        (torch.full((1, 4, 4), float("nan")), torch.rand(1, 4, 4), ValueError, "a contains non-finite"),
+        (torch.rand(1, 4), torch.tensor([[1.0, float("inf"), 0.0, 0.0]]), ValueError, "b contains non-finite"),
+        (torch.rand(4), torch.rand(4), ValueError, r"batch of maps \(B, ...\)"),
+        ([[1.0, 2.0]], torch.ones(1, 2), TypeError, "torch.Tensor"),
+    ],
+)
+def test_pearson_rejects_bad_maps(a, b, error, match):
+    with pytest.raises(error, match=match):
+        pearson(a, b)
+
+
 # --- Spearman ----------------------------------------------------------------------------------
 
 

@@ -119,15 +119,24 @@ def test_exercise_runs_up_to_its_first_stub(path):
     from nbclient.exceptions import CellExecutionError
 
     notebook = nbformat.read(path, as_version=4)
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    # A stub inside a function (a def the checker calls) does not stop the run; the first stub
+    # whose raise stands at the top level of its cell does.
+    first_stub = next(i for i, c in enumerate(code)
+                      if "# YOUR CODE HERE" in c.source and "\nraise NotImplementedError" in "\n" + c.source)
     client = NotebookClient(notebook, timeout=300, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
-    try:
+    with pytest.raises(CellExecutionError) as info:  # an exercise that runs to the end is wrong too
         client.execute()
-    except CellExecutionError as error:
-        assert error.ename == "NotImplementedError", f"{path.name}: {error.ename}: {error.evalue}"
-        failed = [c for c in notebook.cells if c.cell_type == "code" and any(
-            o.get("output_type") == "error" for o in c.get("outputs", []))]
-        assert failed and "# YOUR CODE HERE" in failed[0].source
+    error = info.value
+    assert error.ename == "NotImplementedError", f"{path.name}: {error.ename}: {error.evalue}"
+    failed = [i for i, c in enumerate(code)
+              if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
+    # the cell that stopped the run is the first stub (the stub is called in its own cell)
+    assert failed == [first_stub], f"{path.name}: failed cells {failed}, first stub {first_stub}"
+    # the function stubs before it were handed to a checker, which greeted them with one line
+    printed = "".join(o.get("text", "") for c in code[:first_stub] for o in c.get("outputs", []))
+    assert "not implemented yet" in printed, path.name
 
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "solutions").glob("*.ipynb")),

@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
+from test_evaluate_state import call_and_compare_state, trapped_model
 from torch import nn
 
 from gradviz_lab import featureviz as fv
@@ -90,6 +91,23 @@ def test_gaussian_blur_equals_a_dense_2d_gaussian_in_the_interior() -> None:
         fv.gaussian_blur(torch.full((1, 1, 8, 8), 0.3), 1.0), torch.full((1, 1, 8, 8), 0.3)
     )
     assert torch.equal(fv.gaussian_blur(images, 0.0), images)
+
+
+@pytest.mark.parametrize(
+    "images, sigma, error, match",
+    [
+        (torch.rand(1, 1, 8, 8), -1.0, ValueError, "sigma must be >= 0"),
+        (torch.rand(1, 1, 8, 8), float("nan"), ValueError, "sigma must be finite"),
+        (torch.rand(1, 1, 8, 8), "1", TypeError, "sigma must be a number"),
+        (torch.rand(8, 8), 1.0, ValueError, r"images must be a batch of images of shape \(B, C, H, W\)"),
+        (torch.ones(1, 1, 8, 8, dtype=torch.long), 1.0, TypeError, "floating-point"),
+        (torch.full((1, 1, 8, 8), float("inf")), 1.0, ValueError, "non-finite"),
+        (np.zeros((1, 1, 8, 8)), 1.0, TypeError, "torch.Tensor"),
+    ],
+)
+def test_gaussian_blur_rejects_bad_input(images, sigma, error, match) -> None:
+    with pytest.raises(error, match=match):
+        fv.gaussian_blur(images, sigma)
 
 
 # --- activation maximisation -------------------------------------------------------------------
@@ -418,6 +436,33 @@ def test_top_k_patches_channel_subset_and_errors() -> None:
     with pytest.raises(ValueError, match="shape"):
         fv.top_activating_patches(model, images[0], "1")
     assert count_hooks(model) == 0
+
+
+STATE_IMAGES = torch.rand(5, 3, 12, 12, generator=torch.Generator().manual_seed(3))
+# The top patches of prepared_model (seeded: every copy has the same weights) for unit_views.
+STATE_TOP = fv.top_activating_patches(trapped_model()[0], STATE_IMAGES, "conv2", k=2)
+
+
+@pytest.mark.parametrize(
+    "call, error",
+    [
+        pytest.param(lambda m: fv.top_activating_patches(m, STATE_IMAGES, "conv2", k=2, batch_size=2), None, id="top-ok"),
+        pytest.param(lambda m: fv.top_activating_patches(m, STATE_IMAGES, "conv2", k=6), ValueError, id="top-k-too-big"),
+        pytest.param(lambda m: fv.top_activating_patches(m, STATE_IMAGES, "conv2", k=2), "trap", id="top-trap"),
+        pytest.param(lambda m: fv.unit_views(m, STATE_IMAGES, STATE_TOP, "gradient", batch_size=3), None, id="views-ok"),
+        pytest.param(lambda m: fv.unit_views(m, STATE_IMAGES, STATE_TOP, "deconvnet"), "trap", id="views-trap"),
+        pytest.param(lambda m: fv.unit_views(m, STATE_IMAGES, STATE_TOP, "lrp"), ValueError, id="views-method"),
+        pytest.param(lambda m: fv.class_visualisation(m, [0, 2], (3, 8, 8), steps=2), None, id="class-ok"),
+        pytest.param(lambda m: fv.class_visualisation(m, [3], (3, 8, 8), steps=2), ValueError, id="class-range"),
+        pytest.param(lambda m: fv.channel_visualisation(m, "conv2", 1, (3, 8, 8), steps=2), None, id="channel-ok"),
+        pytest.param(lambda m: fv.channel_visualisation(m, "conv2", 1, (3, 8, 8), steps=2), "trap", id="channel-trap"),
+    ],
+)
+def test_feature_visualisation_leaves_a_mixed_state_model_exactly_as_it_was(call, error) -> None:
+    """test_hooks.prepared_model (train mode with an eval submodule, batch norm, dropout, a frozen
+    weight, grads, user hooks), also when the call raises part-way; "trap" makes the model itself
+    raise in its forward pass (see test_evaluate_state.trapped_model)."""
+    call_and_compare_state(call, error)
 
 
 def test_unit_views_are_the_gradient_of_that_one_unit_cropped() -> None:

@@ -185,6 +185,9 @@ def test_model_card_matches_the_weights_and_a_fresh_evaluation(name):
     assert card["model"] == name and card["command"] == f"gradviz train {name}"
     assert card["weights_sha256"] == train.sha256(lab_weights_path(name))
     assert set(card["recipe"]) >= {"epochs", "batch_size", "lr", "weight_decay", "seed", "threads"}
+    # Reproducibility check: train.evaluate wrote card["accuracy"] itself, so this only shows that
+    # the shipped weights still give the number on their card. The independent accuracy bounds are
+    # the test_shipped_*_at_least_98_percent tests above. (How long training took is a recorded
+    # fact, not a target: speed is measured in benchmarks/, never asserted here.)
     recomputed = train.evaluate(name, load_lab_model(name))
     assert abs(recomputed["accuracy"] - card["accuracy"]) <= 0.005
-    assert card["train_cpu_seconds"] < 180  # wall time too on an otherwise idle machine

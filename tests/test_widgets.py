@@ -13,6 +13,7 @@ import ipywidgets as widgets
 import numpy as np
 import pytest
 import torch
+from test_hooks import assert_same_state, prepared_model, snapshot
 from torch import nn
 
 from gradviz_lab import attribution, hooks, viz
@@ -462,24 +463,39 @@ def test_gradcam_of_the_shapes_model_follows_the_class_on_two_object_images():
     assert np.mean(own) > 2 * np.mean(other), (own, other)
 
 
-def test_a_model_in_train_mode_stays_in_train_mode_with_its_statistics():
-    torch.manual_seed(3)
-    model = nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1),
-        nn.BatchNorm2d(4),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(4, 3),
-    ).train()
-    stats = {k: v.clone() for k, v in model.state_dict().items()}
-    for factory in (saliency_dashboard, smoothgrad_dashboard, image_picker):
-        dash = factory(model, tiny_images(), CLASSES)
-        assert dash.last_error is None
-        dash.controls["image"].value = 2
-    assert model.training and all(m.training for m in model.modules())
-    assert all(torch.equal(stats[k], v) for k, v in model.state_dict().items())  # running stats
-    assert hooks.count_hooks(model) == 0
+@pytest.mark.parametrize("name", list(DASHBOARDS))
+def test_a_model_in_a_mixed_state_comes_back_exactly_as_it_was(name):
+    """Train mode with an eval submodule, batch norm, dropout, a frozen weight, .grad set on some
+    parameters, two hooks of the user's own (test_hooks.prepared_model): a dashboard that calls
+    model.eval(), unfreezes, clears .grad or moves the running statistics would show."""
+    model, _ = prepared_model()
+    before = snapshot(model)
+    dash = DASHBOARDS[name](model, tiny_images(), CLASSES)
+    assert dash.last_error is None, dash.last_error
+    dash.controls["image"].value = 2
+    assert dash.last_error is None, dash.last_error
+    assert_same_state(before, snapshot(model))
+
+
+class SwitchableMixed(Switchable):
+    """Switchable around a model in a mixed state (test_hooks.prepared_model)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net, _ = prepared_model()
+
+
+@pytest.mark.parametrize("name", list(DASHBOARDS))
+def test_a_callback_that_raises_leaves_the_model_as_it_was(name):
+    model = SwitchableMixed()
+    before = snapshot(model)
+    dash = DASHBOARDS[name](model, tiny_images(), CLASSES)
+    assert dash.last_error is None, dash.last_error
+    model.broken = True
+    dash.controls["image"].value = 2
+    assert isinstance(dash.last_error, RuntimeError)
+    model.broken = False
+    assert_same_state(before, snapshot(model))
 
 
 # ---------------------------------------------------------------- figures for slides

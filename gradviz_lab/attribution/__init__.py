@@ -37,6 +37,11 @@ from .smoothing import smoothgrad
 def max_response(output: torch.Tensor) -> torch.Tensor:
     """A callable target: the largest value of each image's output, e.g. the strongest feature
     of a convolutional trunk (the lecture's "max feature response"). (B, ...) -> (B,)."""
+    if not isinstance(output, torch.Tensor):
+        raise TypeError(f"max_response takes the model's output tensor, got {type(output).__name__}")
+    if output.dim() < 2 or output.shape[1:].numel() == 0:
+        raise ValueError("max_response needs the model's output as (B, ...) with at least one "
+                         f"value per image, got shape {tuple(output.shape)}")
     return output.flatten(1).amax(dim=1)
 
 

@@ -26,6 +26,7 @@ def cam_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
     child's name."""
     check_images(model, x)
     with hooks.preserved_state(model), torch.no_grad(), hooks.forward_outputs(model) as outputs:
+        model.eval()  # one image is enough to see the layers; batch norm in train mode needs two
         model(x[:1])
     runs = Counter(name for name, _, _ in outputs)
     modules = dict(model.named_modules())

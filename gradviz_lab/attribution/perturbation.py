@@ -23,6 +23,11 @@ def window_starts(size: int, window: int, stride: int) -> torch.Tensor:
     """First row (or column) of each window: 0, stride, 2 stride, ..., plus size - window when
     the stride skips the last rows, so that the last rows are covered too (with stride <= window
     every pixel is covered by at least one window; a longer stride leaves gaps)."""
+    check_positive_int(size, "size")
+    check_positive_int(window, "window")
+    check_positive_int(stride, "stride")
+    if window > size:
+        raise ValueError(f"window {window} is larger than the size {size}")
     starts = list(range(0, size - window + 1, stride))
     if starts[-1] != size - window:
         starts.append(size - window)

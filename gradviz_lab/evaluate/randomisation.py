@@ -46,15 +46,15 @@ def randomisable_layers(model: nn.Module) -> list[str]:
     the order you want as ``layers=[...]`` to the functions below.
     """
     check_model(model)
-    return [name for name, module in model.named_modules() if name and _has_filters(module)][::-1]
+    names = [name for name, module in model.named_modules() if name and _has_filters(module)][::-1]
+    if not names:
+        raise ValueError("the model has no layer with learned filters (conv or linear) to randomise")
+    return names
 
 
 def _layer_names(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
     if layers is None:
-        names = randomisable_layers(model)
-        if not names:
-            raise ValueError("the model has no layer with learned filters (conv or linear) to randomise")
-        return names
+        return randomisable_layers(model)
     if isinstance(layers, str) or not all(isinstance(n, str) for n in layers):
         raise TypeError("layers must be a list of layer names, top (logits) first")
     names = []
@@ -88,9 +88,12 @@ def reinitialise(layer: nn.Module, seed: int) -> None:
     The new values are drawn on the CPU (the same numbers on every device) from a forked random
     generator, so the global random state is left as it was.
     """
+    check_model(layer)
+    if not hasattr(layer, "reset_parameters"):
+        raise ValueError(f"layer {type(layer).__name__} has no reset_parameters() to re-draw it")
     fresh = copy.deepcopy(layer).cpu()
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.manual_seed(_check_seed(seed))
         fresh.reset_parameters()
     layer.load_state_dict(fresh.state_dict())  # copies into the layer's own tensors
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import attribution, hooks
-from .._checks import check_images, check_number, class_indices
+from .._checks import check_images, check_number, check_positive_int, class_indices
 from ..data import SHAPE_CLASSES, TAG_COLOUR, TAGGED_CLASS, tag_mask
 from ._maps import boolean_masks
 from .faithfulness import deletion_curve, insertion_curve
@@ -34,15 +34,23 @@ MapMethod = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 # --- two controls that ignore the model --------------------------------------------------------
 
 
+def _check_batch(x: torch.Tensor, name: str = "x") -> None:
+    """The controls ignore the model (it may be None), but x must still be a finite float
+    (B, C, H, W) batch: the image checks of ``check_images`` for a model without parameters."""
+    check_images(nn.Identity(), x, name)
+
+
 def random_map(model: nn.Module, x: torch.Tensor, target: object = None, seed: int = 0) -> torch.Tensor:
     """Uniform noise, (B, 1, H, W), from a seeded generator: the map of a method that knows nothing."""
-    generator = torch.Generator().manual_seed(seed)
+    _check_batch(x)
+    generator = torch.Generator().manual_seed(check_positive_int(seed, "seed", minimum=0))
     return torch.rand((len(x), 1, *x.shape[-2:]), generator=generator).to(x.device, x.dtype)
 
 
 def edge_map(model: nn.Module, x: torch.Tensor, target: object = None) -> torch.Tensor:
     """Image edges (Sobel gradient magnitude, summed over colour channels), (B, 1, H, W).
     Adebayo et al.'s point: an edge detector looks like a saliency map but ignores the model."""
+    _check_batch(x)
     sobel = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=x.dtype, device=x.device)
     kernels = torch.stack([sobel, sobel.T]).unsqueeze(1)  # d/dx and d/dy
     padded = F.pad(x.detach().flatten(0, 1).unsqueeze(1), (1, 1, 1, 1), mode="replicate")
@@ -197,21 +205,40 @@ def evaluate_methods(
 
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
     """Fraction of images whose predicted class (the largest logit) is the label."""
+    logits = _logits(model, images, batch_size)
     labels = _labels(labels, len(images)).to(images.device)
-    return float((predictions(model, images, batch_size) == labels).double().mean())
+    class_indices(logits, labels)  # every label must be a class of the model: a clear error, not 0.0
+    return float((logits.argmax(dim=1) == labels).double().mean())
 
 
 def predictions(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """The predicted class of each image, (N,), batch_size images per forward pass."""
+    return _logits(model, images, batch_size).argmax(dim=1)
+
+
+def _logits(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """The model's output for all images, (N, num_classes), batch_size images per forward pass."""
     check_images(model, images, "images")
+    check_positive_int(batch_size, "batch_size")
     with hooks.preserved_state(model), torch.no_grad():
-        return torch.cat([model(images[i : i + batch_size]).argmax(dim=1) for i in range(0, len(images), batch_size)])
+        return torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
 def with_tag(images: torch.Tensor, region: torch.Tensor, colour: tuple[float, ...] = TAG_COLOUR) -> torch.Tensor:
-    """A copy of the images with the pixels of ``region`` ((H, W) or (1, H, W) bool) painted ``colour``."""
+    """A copy of the images with the pixels of ``region`` ((H, W) or (1, H, W) bool) painted ``colour``
+    (one value per channel)."""
+    _check_batch(images, "images")
+    channels, height, width = images.shape[1:]
+    if not isinstance(region, torch.Tensor) or region.dtype != torch.bool:
+        got = f"dtype {region.dtype}" if isinstance(region, torch.Tensor) else type(region).__name__
+        raise TypeError(f"region must be a bool tensor (e.g. data.tag_mask(size)), got {got}")
+    if tuple(region.shape) not in ((height, width), (1, height, width)):
+        raise ValueError(f"region must have shape ({height}, {width}) or (1, {height}, {width}), got {tuple(region.shape)}")
+    if not isinstance(colour, (tuple, list)) or len(colour) != channels:
+        raise ValueError(f"colour must have one value per channel ({channels}), got {colour!r}")
+    colour = tuple(check_number(c, "colour value") for c in colour)
     painted = images.clone()
-    region = region.reshape(images.shape[-2:]).to(images.device)
+    region = region.reshape(height, width).to(images.device)
     painted[:, :, region] = torch.tensor(colour, dtype=images.dtype, device=images.device).view(-1, 1)
     return painted
 

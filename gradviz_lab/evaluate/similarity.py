@@ -52,8 +52,9 @@ def average_ranks(values: torch.Tensor) -> torch.Tensor:
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Pearson correlation of each row of a with the same row of b: (B, n), (B, n) -> (B,).
-    A constant row has no correlation: the result is nan there."""
+    """Pearson correlation of each map a[i] with b[i] (all its values as one row): (B, ...) -> (B,),
+    in float64. A constant row has no correlation: the result is nan there."""
+    a, b = _as_rows(a, b)  # type, shape and finiteness checks; (B, n) float64
     a = a - a.mean(dim=-1, keepdim=True)
     b = b - b.mean(dim=-1, keepdim=True)
     norms = a.norm(dim=-1) * b.norm(dim=-1)

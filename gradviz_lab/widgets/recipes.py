@@ -209,6 +209,7 @@ def spatial_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[str, int]]:
     each once; a module that runs several times per forward pass (a ResNet block's ``relu``) is
     left out, since a layer's activations must be one tensor to explain."""
     with hooks.preserved_state(model), torch.no_grad(), hooks.forward_shapes(model) as shapes:
+        model.eval()  # one image is enough to see the layers; batch norm in train mode needs two
         model(x[:1])
     runs = Counter(name for name, _ in shapes)
     leaves = {name for name, m in model.named_modules() if not list(m.children())}
