@@ -142,23 +142,30 @@ def captured_layer(model: nn.Module, name: str, module: nn.Module) -> Iterator[L
 
 
 @contextmanager
-def forward_shapes(model: nn.Module) -> Iterator[list[tuple[str, torch.Size]]]:
-    """Record (name, output shape) of every submodule, in the order their forward passes end."""
-    shapes: list[tuple[str, torch.Size]] = []
+def _each_output(model: nn.Module, record: Callable[[str, torch.Tensor], None]) -> Iterator[None]:
+    """Call ``record(name, output)`` for every tensor a submodule returns, as its forward ends."""
     handles = []
     for name, module in model.named_modules():
         if name:
 
-            def record(_m: nn.Module, _i: tuple, out: object, name: str = name) -> None:
+            def hook(_m: nn.Module, _i: tuple, out: object, name: str = name) -> None:
                 if isinstance(out, torch.Tensor):
-                    shapes.append((name, out.shape))
+                    record(name, out)
 
-            handles.append(module.register_forward_hook(record))
+            handles.append(module.register_forward_hook(hook))
     try:
-        yield shapes
+        yield
     finally:
         for handle in handles:
             handle.remove()
+
+
+@contextmanager
+def forward_shapes(model: nn.Module) -> Iterator[list[tuple[str, torch.Size]]]:
+    """Record (name, output shape) of every submodule, in the order their forward passes end."""
+    shapes: list[tuple[str, torch.Size]] = []
+    with _each_output(model, lambda name, out: shapes.append((name, out.shape))):
+        yield shapes
 
 
 @contextmanager
@@ -172,20 +179,8 @@ def forward_outputs(model: nn.Module) -> Iterator[list[tuple[str, torch.Tensor, 
     layer whose output it overwrote. Use on one small input.
     """
     outputs: list[tuple[str, torch.Tensor, int]] = []
-    handles = []
-    for name, module in model.named_modules():
-        if name:
-
-            def record(_m: nn.Module, _i: tuple, out: object, name: str = name) -> None:
-                if isinstance(out, torch.Tensor):
-                    outputs.append((name, out, out._version))
-
-            handles.append(module.register_forward_hook(record))
-    try:
+    with _each_output(model, lambda name, out: outputs.append((name, out, out._version))):
         yield outputs
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 # --- changing the backward pass of nn.ReLU ---------------------------------------------------
