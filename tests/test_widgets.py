@@ -552,3 +552,9 @@ def test_occlusion_dashboard_opens_with_the_baseline_lesson_1_recommends():
     own = make(occlusion_dashboard)
     assert [d.controls["baseline"].value for d in (shapes, digits, own)] == ["mean", "black", "black"]
     assert shapes.last_error is None and "baseline-mean" in shapes.figure_name()
+
+
+def test_gradcam_dashboard_refuses_a_model_without_feature_maps():
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, len(CLASSES))).eval()
+    with pytest.raises(ValueError, match=r"no layer of the model outputs a \(B, K, h, w\) map"):
+        gradcam_dashboard(mlp, tiny_images(), CLASSES)

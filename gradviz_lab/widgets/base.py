@@ -247,7 +247,6 @@ class Dashboard(widgets.VBox):
     def explained(self, method: str, index: int, target: int | None, **knobs: Any) -> Explanation:
         """``explain`` for image ``index``, cached on (method, image, target, knobs); long methods
         run through a ``CountingModel`` that moves the progress bar."""
-        knobs = {**gallery_defaults(method, self.gallery_name), **knobs}  # the same in every dashboard
         key = (method, index, target, tuple(sorted(knobs.items())))
         return self.cache.get(key, lambda: self._explain(method, index, target, knobs))
 
@@ -257,6 +256,7 @@ class Dashboard(widgets.VBox):
         """``explain`` with a progress bar and warnings in the caption; ``model``: another model
         than the dashboard's (e.g. a randomised copy)."""
         image, model = self.images[index], self.model if model is None else model
+        knobs = {**gallery_defaults(method, self.gallery_name), **knobs}  # the same in every dashboard
         # Warnings (e.g. "relu called as a function") go into the caption, not only the log.
         with warnings.catch_warnings(record=True) as caught, contextlib.ExitStack() as stack:
             warnings.simplefilter("always")

@@ -17,13 +17,7 @@ from matplotlib.figure import Figure  # noqa: F401 (type hints)
 
 from .. import attribution, viz
 from .base import WIDE, Dashboard
-from .recipes import (
-    BASELINES,
-    METHODS,
-    conv_layers,
-    default_layer,
-    gallery_defaults,
-)
+from .recipes import BASELINES, conv_layers, default_knobs
 
 SLIDER = {"continuous_update": False, "style": WIDE}  # recompute on release, not on every pixel
 
@@ -65,7 +59,7 @@ class OcclusionDashboard(Dashboard):
     def default_baseline(self) -> str:
         """Black on the digits (their background), the image's mean colour on the shapes: there a
         black window draws a dark square, a new shape, instead of removing information (lesson 1)."""
-        return gallery_defaults("occlusion", self.gallery_name).get("baseline", METHODS["occlusion"]["baseline"])
+        return default_knobs("occlusion", self.gallery_name)["baseline"]
 
     def on_knobs_changed(self):
         with self.quietly():  # a stride longer than the window would leave pixels never hidden
@@ -102,7 +96,7 @@ class SmoothGradDashboard(Dashboard):
         """The paper's 15% of the value range, except on the shapes galleries: the shapes models
         stop recognising their noisy copies beyond about 5% (lesson 3), and SmoothGrad would
         then average the gradients of images the model sees as another class."""
-        return gallery_defaults("smoothgrad", self.gallery_name).get("sigma", METHODS["smoothgrad"]["sigma"])
+        return default_knobs("smoothgrad", self.gallery_name)["sigma"]
 
     def make_knobs(self):
         return {
@@ -190,10 +184,12 @@ class GradCamDashboard(Dashboard):
     main = 0
 
     def make_knobs(self):
+        # one probe of the model gives both the choices and the default (their last)
         names = attribution.cam_layers(self.model, self.images[:1])  # pooling left out
-        default = default_layer(self.model, self.images[:1])  # raises if there is no such layer
+        if not names:
+            raise ValueError("no layer of the model outputs a (B, K, h, w) map: Grad-CAM needs one")
         return {
-            "layer": widgets.Dropdown(options=names, value=default, description="layer"),
+            "layer": widgets.Dropdown(options=names, value=names[-1], description="layer"),
             "alpha": widgets.FloatSlider(
                 value=0.5, min=0.0, max=1.0, step=0.05, description="overlay α", **SLIDER
             ),

@@ -22,7 +22,7 @@ import torch
 
 from ..evaluate import randomisable_layers, randomised_copy, spearman
 from .base import WIDE, Dashboard
-from .recipes import Explanation, gallery_defaults
+from .recipes import Explanation
 
 SLIDER = {"continuous_update": False, "style": WIDE}  # recompute on release
 # The methods worth comparing (each with its dashboard's default knobs; the long ones lighter).
@@ -79,7 +79,6 @@ class RandomisationDashboard(Dashboard):
 
     def _randomised(self, method, depth, index, target, knobs) -> Explanation:
         model = self.randomised_model(depth)
-        knobs = {**gallery_defaults(method, self.gallery_name), **knobs}  # as the trained half
         result = self._explain(method, index, target, knobs, model=model)  # with a progress bar
         # New titles: the trained and the randomised panels must not share a name.
         label = "no layer random" if depth == 0 else f"top {depth} layer(s) random"

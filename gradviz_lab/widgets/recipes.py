@@ -65,6 +65,11 @@ def gallery_defaults(method: str, gallery_name: str | None) -> dict[str, Any]:
     return dict(GALLERY_DEFAULTS.get(family or "", {}).get(method, {}))
 
 
+def default_knobs(method: str, gallery_name: str | None) -> dict[str, Any]:
+    """Every knob of ``method`` with its default for the model of gallery ``gallery_name``."""
+    return {**METHODS[method], **gallery_defaults(method, gallery_name)}
+
+
 @dataclass
 class Explanation:
     """What ``explain`` found: panel title -> (H, W) map, and how to read it.
