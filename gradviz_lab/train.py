@@ -31,6 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import SHAPE_CLASSES, TAGGED_CLASS, load_digits, make_shapes
+from .attribution.integrated import make_baseline
 from .models import LAB_MODELS, MODELS_DIR, ShapesCNN, build_lab_model, lab_weights_path
 
 
@@ -46,6 +47,10 @@ class Recipe:
     augment: str  # "affine" (small random rotation, scale, shift) or "none"
     tag_prob: float = 0.0  # shapes only: probability that a circle carries the mark
     batch_norm: bool = False  # shapes only: train with BatchNorm, then fold it into the convs
+    # Optional smoothing (off in the shipped recipes; see ``add_noise`` and ``toward_baseline``).
+    noise: float = 0.0  # largest std of the Gaussian noise added to an image (std drawn in [0, noise])
+    baseline_mixup: float = 0.0  # probability that an image is moved toward its baseline
+    mixup_baseline: str = "blur"  # that baseline: "blur" or "zeros" (as in integrated gradients)
     seed: int = 0
     # One thread: bitwise reproducible, and on a shared 2-core machine much faster than two
     # threads fighting other processes for the cores.
@@ -101,6 +106,35 @@ def random_affine(images: torch.Tensor, generator: torch.Generator) -> torch.Ten
     )  # (n, 2, 3): output pixel -> where to sample in the input
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def add_noise(images: torch.Tensor, max_sigma: float, generator: torch.Generator) -> torch.Tensor:
+    """x + sigma * N(0, 1) per pixel, with one sigma per image drawn uniformly in [0, max_sigma].
+
+    A model that has seen noisy copies keeps its class on SmoothGrad's noisy samples.
+    """
+    sigma = max_sigma * torch.rand(len(images), 1, 1, 1, generator=generator)
+    return images + sigma * torch.randn(images.shape, generator=generator)
+
+
+def toward_baseline(
+    images: torch.Tensor, targets: torch.Tensor, prob: float, baseline: str, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move each image, with probability ``prob``, to a random point of the straight path from its
+    baseline x' to it, and its target toward uniform in the same proportion (mixup, Zhang et al.
+    2018, with the baseline as the partner image):
+
+        x~ = x' + a (x - x'),   t~ = a t + (1 - a) / C,   a ~ U(0, 1)  (a = 1: left as it was)
+
+    These are the images integrated gradients and insertion feed the model; a model trained on them
+    changes more evenly along the path (measured: about 2-4x less quadrature error at 64 steps).
+    targets: (B, C) class probabilities. Returns the new images and targets.
+    """
+    moved = (torch.rand(len(images), generator=generator) < prob).to(images.dtype)
+    a = 1 - moved * torch.rand(len(images), generator=generator)
+    start = make_baseline(images, baseline)
+    mixed = start + a.view(-1, 1, 1, 1) * (images - start)
+    return mixed, a.view(-1, 1) * targets + (1 - a.view(-1, 1)) / targets.shape[1]
 
 
 def batches(
@@ -222,7 +256,13 @@ def fit(name: str, recipe: Recipe, progress: bool = True) -> nn.Module:
             for x, y in batches(images, labels, recipe.batch_size, generator):
                 if recipe.augment == "affine":
                     x = random_affine(x, generator)
-                loss = F.cross_entropy(model(x), y)
+                target = y  # class indices, or class probabilities once mixed
+                if recipe.baseline_mixup > 0:
+                    probabilities = F.one_hot(y, len(model.classes)).to(x.dtype)
+                    x, target = toward_baseline(x, probabilities, recipe.baseline_mixup, recipe.mixup_baseline, generator)
+                if recipe.noise > 0:
+                    x = add_noise(x, recipe.noise, generator)
+                loss = F.cross_entropy(model(x), target)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -231,6 +271,20 @@ def fit(name: str, recipe: Recipe, progress: bool = True) -> nn.Module:
                 bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
     model.eval()
     return fold_batch_norm(model) if recipe.batch_norm else model
+
+
+def check_recipe(recipe: Recipe) -> None:
+    """A clear error for a recipe ``fit`` cannot follow."""
+    if recipe.augment not in ("affine", "none"):
+        raise ValueError(f"augment must be 'affine' or 'none', got {recipe.augment!r}")
+    if not (math.isfinite(recipe.noise) and recipe.noise >= 0):
+        raise ValueError(f"noise must be a finite std >= 0, got {recipe.noise!r}")
+    if not 0 <= recipe.baseline_mixup <= 1:
+        raise ValueError(f"baseline_mixup must be a probability in [0, 1], got {recipe.baseline_mixup!r}")
+    if recipe.mixup_baseline not in ("blur", "zeros"):
+        raise ValueError(f"mixup_baseline must be 'blur' or 'zeros', got {recipe.mixup_baseline!r}")
+    if not (math.isfinite(recipe.lr) and recipe.lr > 0):
+        raise ValueError(f"lr must be a finite number > 0, got {recipe.lr!r}")
 
 
 def sha256(path: Path) -> str:
@@ -247,8 +301,7 @@ def train_lab_model(
     if name not in LAB_MODELS:
         raise ValueError(f"unknown lab model {name!r}; choose one of {', '.join(LAB_MODELS)}")
     recipe = recipe or RECIPES[name]
-    if recipe.augment not in ("affine", "none"):
-        raise ValueError(f"augment must be 'affine' or 'none', got {recipe.augment!r}")
+    check_recipe(recipe)
     with deterministic(recipe.threads):
         start, start_cpu = time.perf_counter(), time.process_time()
         model = fit(name, recipe, progress)
@@ -285,6 +338,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-train", type=int, default=None, help="override the number of training images")
     parser.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default from the recipe)")
+    parser.add_argument("--lr", type=float, default=None, help="override the recipe's peak learning rate")
+    parser.add_argument("--noise", type=float, default=None, metavar="SIGMA",
+                        help="train on noisy copies, std drawn in [0, SIGMA] (default 0: off)")
+    parser.add_argument("--baseline-mixup", type=float, default=None, metavar="P",
+                        help="move a fraction P of the images toward their baseline, labels mixed alike (default 0: off)")
+    parser.add_argument("--mixup-baseline", choices=("blur", "zeros"), default=None,
+                        help="the baseline --baseline-mixup moves toward (default blur)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -298,7 +358,17 @@ def run(args: argparse.Namespace) -> int:
     for field, value in overrides.items():
         if value < (0 if field == "seed" else 1):
             raise SystemExit(f"gradviz train: --{field.replace('_', '-')} must be positive, got {value}")
-    recipe = dataclasses.replace(RECIPES[args.name], **overrides)
+    smoothing = {
+        field: value
+        for field, value in (("lr", args.lr), ("noise", args.noise), ("baseline_mixup", args.baseline_mixup),
+                             ("mixup_baseline", args.mixup_baseline))
+        if value is not None
+    }  # fmt: skip
+    recipe = dataclasses.replace(RECIPES[args.name], **overrides, **smoothing)
+    try:
+        check_recipe(recipe)
+    except ValueError as error:
+        raise SystemExit(f"gradviz train: {error}") from None
     card = train_lab_model(args.name, recipe, args.out, progress=not args.quiet)
     path = lab_weights_path(args.name, args.out)
     print(f"{args.name}: accuracy {100 * card['accuracy']:.2f}% on {card['evaluated_on']}")

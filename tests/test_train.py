@@ -13,7 +13,17 @@ from torch import nn
 
 from gradviz_lab import cli, train
 from gradviz_lab.models import ShapesCNN, lab_weights_path, load_lab_model
-from gradviz_lab.train import RECIPES, Recipe, accuracy, fold_batch_norm, random_affine, train_lab_model
+from gradviz_lab.attribution.integrated import blurred
+from gradviz_lab.train import (
+    RECIPES,
+    Recipe,
+    accuracy,
+    add_noise,
+    fold_batch_norm,
+    random_affine,
+    toward_baseline,
+    train_lab_model,
+)
 
 TINY = Recipe(epochs=2, batch_size=32, lr=2e-3, weight_decay=1e-4, n_train=512, augment="affine", threads=1)
 
@@ -158,3 +168,83 @@ def test_folding_needs_batch_norm_and_batch_norm_needs_shapes(tmp_path):
         fold_batch_norm(ShapesCNN())
     with pytest.raises(ValueError, match="batch_norm=True is for the shapes models"):
         train_lab_model("digits", dataclasses.replace(TINY, batch_norm=True), tmp_path, progress=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Optional smoothing: noisy copies and mixup toward the baseline
+# --------------------------------------------------------------------------------------------
+
+
+def test_toward_baseline_moves_each_chosen_image_along_its_path_and_mixes_its_label():
+    x = torch.rand(6, 3, 16, 16)
+    targets = torch.nn.functional.one_hot(torch.tensor([0, 1, 2, 3, 4, 0]), 5).float()
+    mixed, mixed_targets = toward_baseline(x, targets, 1.0, "blur", torch.Generator().manual_seed(3))
+    # The same draws by hand: first "is it moved" (all are, prob 1), then a = 1 - U(0, 1).
+    draws = torch.Generator().manual_seed(3)
+    torch.rand(6, generator=draws)
+    a = 1 - torch.rand(6, generator=draws)
+    start = blurred(x, sigma=1.6)  # the "blur" baseline: std 10% of the 16-px side
+    for i in range(6):
+        assert torch.allclose(mixed[i], start[i] + a[i] * (x[i] - start[i]), atol=1e-6)
+        label = int(targets[i].argmax())
+        assert mixed_targets[i, label] == pytest.approx(float(a[i] + (1 - a[i]) / 5), abs=1e-6)
+        others = [c for c in range(5) if c != label]
+        assert torch.allclose(mixed_targets[i, others], (1 - a[i]) / 5 * torch.ones(4), atol=1e-6)
+    assert torch.allclose(mixed_targets.sum(1), torch.ones(6))
+
+
+def test_toward_baseline_with_prob_0_changes_nothing_and_zeros_scales_the_image():
+    x, targets = torch.rand(4, 1, 8, 8), torch.eye(4)
+    same, same_targets = toward_baseline(x, targets, 0.0, "zeros", torch.Generator().manual_seed(0))
+    assert torch.equal(same, x) and torch.equal(same_targets, targets)
+    darker, _ = toward_baseline(x, targets, 1.0, "zeros", torch.Generator().manual_seed(0))
+    ratio = darker.flatten(1) / x.flatten(1)  # x' = 0: every pixel of an image scaled by its a
+    assert torch.allclose(ratio, ratio[:, :1].expand_as(ratio), atol=1e-5)
+    assert bool(((ratio[:, 0] > 0) & (ratio[:, 0] <= 1)).all())
+
+
+def test_add_noise_draws_one_std_per_image_up_to_the_maximum():
+    x = torch.zeros(5, 3, 64, 64)
+    noisy = add_noise(x, 0.2, torch.Generator().manual_seed(1))
+    sigma = 0.2 * torch.rand(5, generator=torch.Generator().manual_seed(1))
+    measured = noisy.flatten(1).std(1)
+    assert torch.allclose(measured, sigma, rtol=0.05), (measured, sigma)  # 12,288 pixels each
+    assert torch.equal(add_noise(x, 0.0, torch.Generator().manual_seed(1)), x)
+
+
+def test_a_smoothed_recipe_trains_reproducibly_and_is_recorded(tiny_digits, tmp_path):
+    out, _ = tiny_digits
+    smooth = dataclasses.replace(TINY, noise=0.1, baseline_mixup=0.5, mixup_baseline="zeros")
+    first = train_lab_model("digits", smooth, tmp_path / "a", progress=False)
+    second = train_lab_model("digits", smooth, tmp_path / "b", progress=False)
+    assert first["weights_sha256"] == second["weights_sha256"]
+    assert first["recipe"]["noise"] == 0.1 and first["recipe"]["baseline_mixup"] == 0.5
+    assert first["weights_sha256"] != train.sha256(lab_weights_path("digits", out))  # the options act
+    assert first["accuracy"] > 0.3  # still learns
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"noise": -0.1}, "noise must be a finite std"),
+        ({"noise": float("nan")}, "noise must be a finite std"),
+        ({"baseline_mixup": 1.5}, "baseline_mixup must be a probability"),
+        ({"mixup_baseline": "black"}, "mixup_baseline must be 'blur' or 'zeros'"),
+        ({"lr": 0.0}, "lr must be a finite number > 0"),
+    ],
+)
+def test_bad_smoothing_settings_are_refused(tmp_path, change, message):
+    with pytest.raises(ValueError, match=message):
+        train_lab_model("digits", dataclasses.replace(TINY, **change), tmp_path, progress=False)
+    assert not lab_weights_path("digits", tmp_path).exists()
+
+
+def test_cli_passes_the_smoothing_options_and_refuses_bad_ones(tmp_path):
+    code = cli.main(["train", "digits", "--epochs", "1", "--n-train", "64", "--out", str(tmp_path), "--quiet",
+                     "--lr", "1e-3", "--noise", "0.05", "--baseline-mixup", "0.3", "--mixup-baseline", "zeros"])
+    assert code == 0
+    recipe = json.loads(lab_weights_path("digits", tmp_path).with_suffix(".json").read_text())["recipe"]
+    assert (recipe["lr"], recipe["noise"], recipe["baseline_mixup"], recipe["mixup_baseline"]) == (
+        1e-3, 0.05, 0.3, "zeros")
+    with pytest.raises(SystemExit, match="gradviz train: baseline_mixup must be a probability"):
+        cli.main(["train", "digits", "--baseline-mixup", "2", "--out", str(tmp_path), "--quiet"])
