@@ -23,9 +23,8 @@ from pathlib import Path
 import torch
 
 from gradviz_lab import attribution
-from gradviz_lab.attribution.integrated import make_baseline
 from gradviz_lab.data import make_shapes
-from gradviz_lab.evaluate import deletion_curve, insertion_curve, random_map
+from gradviz_lab.evaluate import completeness_gap, deletion_curve, insertion_curve, random_map
 from gradviz_lab.models import MODELS_DIR, lab_weights_path, load_lab_model
 
 EVAL_SEED = 2024  # the images of tests/test_evaluate_lab_models.py
@@ -34,11 +33,9 @@ EVAL_SEED = 2024  # the images of tests/test_evaluate_lab_models.py
 def completeness(model: torch.nn.Module, tagged: bool, baseline: str) -> tuple[float, float]:
     shapes = make_shapes(8, EVAL_SEED, tag_prob=1.0 if tagged else 0.0)
     model, x, y = model.double(), shapes.images.double(), shapes.labels
-    _, delta = attribution.integrated_gradients(model, x, y, baseline=baseline, steps=64, return_delta=True)
-    with torch.no_grad():
-        gain = model(x)[range(len(x)), y] - model(make_baseline(x, baseline))[range(len(x)), y]
+    ig = attribution.integrated_gradients(model, x, y, baseline=baseline, steps=64)
+    relative = completeness_gap(model, x, ig, target=y, baseline=baseline)
     model.float()
-    relative = (delta / gain).abs()
     return relative.mean().item(), relative.max().item()
 
 

@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import SHAPE_CLASSES, TAGGED_CLASS, load_digits, make_shapes
 from .attribution.integrated import make_baseline
+from .data import SHAPE_CLASSES, TAGGED_CLASS, load_digits, make_shapes
 from .models import LAB_MODELS, MODELS_DIR, ShapesCNN, build_lab_model, lab_weights_path
 
 
@@ -349,22 +349,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {
-        field: value
-        for field, value in (("epochs", args.epochs), ("n_train", args.n_train), ("seed", args.seed),
-                             ("threads", args.threads))
-        if value is not None
-    }  # fmt: skip
-    for field, value in overrides.items():
-        if value < (0 if field == "seed" else 1):
+    # The options are named after the Recipe fields they override (argparse: --n-train -> n_train).
+    fields = ("epochs", "n_train", "seed", "threads", "lr", "noise", "baseline_mixup", "mixup_baseline")
+    overrides = {field: getattr(args, field) for field in fields if getattr(args, field) is not None}
+    for field in ("epochs", "n_train", "seed", "threads"):
+        value = overrides.get(field)
+        if value is not None and value < (0 if field == "seed" else 1):
             raise SystemExit(f"gradviz train: --{field.replace('_', '-')} must be positive, got {value}")
-    smoothing = {
-        field: value
-        for field, value in (("lr", args.lr), ("noise", args.noise), ("baseline_mixup", args.baseline_mixup),
-                             ("mixup_baseline", args.mixup_baseline))
-        if value is not None
-    }  # fmt: skip
-    recipe = dataclasses.replace(RECIPES[args.name], **overrides, **smoothing)
+    recipe = dataclasses.replace(RECIPES[args.name], **overrides)
     try:
         check_recipe(recipe)
     except ValueError as error:
