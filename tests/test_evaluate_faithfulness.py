@@ -76,6 +76,19 @@ def test_baseline_image_and_value():
     assert torch.equal(curve.scores, same.scores)
 
 
+def test_curves_with_imputed_pixels_by_hand():
+    """baseline="impute": the pixels not showing x are filled from those that do (pull-push: one
+    missing pixel of four is the mean of the other three; with two known, the mean of the two)."""
+    model = linear_model([1.0, 2.0, 3.0, 4.0])
+    x = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])  # logit 1*1 + 2*2 + 3*3 + 4*4 = 30
+    deletion = deletion_curve(model, x, BY_WEIGHT, target=0, steps=4, baseline="impute", score="logit")
+    # removed in the order 4, 3, 2, 1: fills 2 = (1+2+3)/3, then 1.5 = (1+2)/2, then 1, then black
+    assert deletion.scores.tolist() == [[30.0, 1 + 4 + 9 + 4 * 2, 1 + 4 + 4.5 + 6, 1 + 2 + 3 + 4, 0.0]]
+    insertion = insertion_curve(model, x, BY_WEIGHT, target=0, steps=4, baseline="impute", score="logit")
+    # restored in the same order: black, all 4, then a = b = 3.5, then a = (2+3+4)/3, then x
+    assert insertion.scores.tolist() == [[0.0, 40.0, 3.5 + 7 + 9 + 16, 3 + 4 + 9 + 16, 30.0]]
+
+
 def test_ties_are_broken_in_raster_order():
     model = linear_model([1.0, 2.0, 3.0, 4.0])
     flat = torch.zeros(1, 1, 2, 2)
@@ -173,7 +186,7 @@ def test_curves_leave_the_model_as_it_was(curve):
         (torch.full((1, 2, 2), float("nan")), {}, ValueError, "non-finite"),
         (BY_WEIGHT, {"steps": 0}, ValueError, "steps"),
         (BY_WEIGHT, {"score": "softmax"}, ValueError, "score"),
-        (BY_WEIGHT, {"baseline": "grey"}, ValueError, "baseline"),
+        (BY_WEIGHT, {"baseline": "grey"}, ValueError, "baseline must be one of.*impute"),
         (BY_WEIGHT, {"target": 2}, ValueError, "out of range"),
         (BY_WEIGHT, {"batch_size": 0}, ValueError, "batch_size"),
         ([[1.0]], {}, TypeError, "Tensor"),

@@ -21,6 +21,7 @@ from gradviz_lab.evaluate import (
     shortcut_report,
 )
 from gradviz_lab.attribution.integrated import make_baseline
+from gradviz_lab.evaluate.imputation import impute
 from gradviz_lab.models import lab_weights_path, load_lab_model
 
 EVAL_SEED = 2024  # images no training run uses
@@ -119,16 +120,22 @@ def test_guided_backprop_changes_less_than_the_gradient_when_weights_are_randomi
     assert mean_guided > mean_plain + 0.1, (guided, plain)
 
 
-def test_a_ground_truth_mask_map_scores_100_percent_and_beats_a_random_map_on_insertion():
-    model = lab_model("shapes")
-    shapes = make_shapes(16, EVAL_SEED)
+@pytest.mark.parametrize("name", ["shapes", "shapes-tagged"])
+def test_a_ground_truth_mask_map_scores_100_percent_and_beats_a_random_map(name):
+    """Issue 7: pointing game 100%, and a better deletion and insertion AUC than a random map.
+    Deletion fills the removed pixels from the remaining ones (``baseline="impute"``, as in
+    ROAD): with black or blur it does not rank the mask first on these models, for the reason
+    the next test shows. Measured (16 images, 16 steps): deletion mask 0.44 / random 0.69
+    (shapes), 0.20 / 0.45 (tagged); insertion from blur 0.79 / 0.40 and 0.51 / 0.28."""
+    model = lab_model(name)
+    shapes = make_shapes(16, EVAL_SEED, tag_prob=1.0 if name == "shapes-tagged" else 0.0)
     x, labels, masks = shapes.images, shapes.labels, shapes.masks[:, :1]
     truth, noise = masks.float(), random_map(model, x, seed=0)
     assert pointing_game(truth, masks).tolist() == [1.0] * 16
+    deletion = [deletion_curve(model, x, m, labels, steps=16, baseline="impute").auc.mean().item() for m in (truth, noise)]
+    assert deletion[0] < deletion[1] - 0.15, deletion
     insertion = [insertion_curve(model, x, m, labels, steps=16).auc.mean().item() for m in (truth, noise)]
     assert insertion[0] > insertion[1] + 0.2, insertion
-    # (Deletion, on the synthetic object model of test_evaluate_faithfulness, ranks the mask first
-    # too; on this model it does not, for the reason the next test shows.)
 
 
 def test_deleting_a_shape_to_black_leaves_its_silhouette():
@@ -144,6 +151,10 @@ def test_deleting_a_shape_to_black_leaves_its_silhouette():
     truth = deletion_curve(model, x, masks.float(), labels, steps=16).auc.mean()
     noise = deletion_curve(model, x, random_map(model, x, seed=0), labels, steps=16).auc.mean()
     assert truth > noise, (truth, noise)
+    # Filled from the background instead, the deleted shapes are gone: the class falls.
+    with torch.no_grad():
+        removed = model(impute(x, ~masks)).softmax(dim=1)[range(16), labels]
+    assert removed.mean() < silhouette.mean() - 0.3, (removed.tolist(), silhouette.tolist())
 
 
 def test_the_table_is_reproducible_to_its_printed_digits():

@@ -6,6 +6,7 @@
 | does it depend on the weights? (sanity) | randomised_copy, randomisation_test         | randomisation.py |
 | how alike are two maps?                 | spearman, ssim                              | similarity.py    |
 | does it rank the pixels the model uses? | deletion_curve, insertion_curve (.auc)      | faithfulness.py  |
+| ... with removed pixels really removed  | impute (deletion's baseline="impute")       | imputation.py    |
 | does it point at the object?            | pointing_game, energy_pointing_game         | localisation.py  |
 | every method in one table; shortcuts    | evaluate_methods, shortcut_report           | report.py        |
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from .axioms import completeness_gap
 from .faithfulness import Curve, deletion_curve, insertion_curve, pixel_ranks
+from .imputation import impute
 from .localisation import energy_pointing_game, pointing_game
 from .randomisation import randomisable_layers, randomisation_test, randomised_copy, reinitialise
 from .report import (
@@ -40,6 +42,7 @@ __all__ = [
     "deletion_curve",
     "insertion_curve",
     "pixel_ranks",
+    "impute",
     "pointing_game",
     "energy_pointing_game",
     "randomisable_layers",

@@ -8,6 +8,11 @@ models", section 4.1)
 - insertion: start from a blurred copy and put the pixels back, most salient first. A faithful
              map makes the probability rise fast: a *high* area under the curve is good.
 
+What replaces a removed pixel matters as much as the map: black leaves the object's silhouette,
+a blurred copy a blob of its colour, and the model may still see the object in either.
+``baseline="impute"`` fills removed pixels from the remaining ones only (``imputation.py``; Rong
+et al. 2022, "ROAD"), so that removing the object removes it.
+
 The pixels are changed in ``steps`` near-equal groups (at least one pixel per step), so a curve
 has steps + 1 points at the fractions 0, ~1/steps, ..., 1 of the pixels; its AUC is the
 trapezoid rule over these fractions.
@@ -34,6 +39,7 @@ from .._checks import (
 )
 from ..attribution.integrated import make_baseline
 from ._maps import pixel_map
+from .imputation import impute
 
 
 @dataclass(frozen=True)
@@ -95,7 +101,10 @@ def perturbation_curve(
     ranks = pixel_ranks(pixel_map(saliency_map, height, width, batch)).to(x.device).unsqueeze(1)
     if baseline is None:
         baseline = 0.0 if kind == "deletion" else "blur"
-    fill = make_baseline(x, baseline)
+    if isinstance(baseline, str):
+        check_choice(baseline, "baseline", ("zeros", "blur", "impute"))
+    imputed = isinstance(baseline, str) and baseline == "impute"  # a fill per step, from the pixels shown
+    fill = x if imputed else make_baseline(x, baseline)
     # Deletion goes from the image to the baseline, insertion from the baseline to the image.
     before, after = (x, fill) if kind == "deletion" else (fill, x)
     counts = changed_counts(n_pixels, steps).to(x.device)
@@ -107,7 +116,10 @@ def perturbation_curve(
             items = torch.arange(start, min(start + batch_size, n_items), device=x.device)
             images, step = items // (steps + 1), items % (steps + 1)
             changed = ranks[images] < counts[step].view(-1, 1, 1, 1)  # the first counts pixels
-            perturbed = torch.where(changed, after[images], before[images])
+            if imputed:  # the pixels that show x: kept by deletion, restored by insertion
+                perturbed = impute(x[images], changed if kind == "insertion" else ~changed)
+            else:
+                perturbed = torch.where(changed, after[images], before[images])
             chunk_target = target[images] if isinstance(target, torch.Tensor) else target
             scores[items] = _class_score(model(perturbed), chunk_target, score).double()
     fractions = counts.double() / n_pixels
@@ -130,8 +142,10 @@ def deletion_curve(
 
     saliency_map: (B, 1, H, W) or (B, H, W), one value per pixel (all channels of a pixel are
     removed together). target: None (the clean image's predicted class), an int, B ints or a
-    callable output -> (B,) scores. baseline: 0.0 (black, as in RISE), a value, "zeros", "blur" or
-    an image. score: "probability" (softmax, as in RISE) or "logit"; a callable target's own
+    callable output -> (B,) scores. baseline: 0.0 (black, as in RISE), a value, "zeros", "blur",
+    an image, or "impute": each removed pixel filled from the pixels still there (``impute``,
+    as in ROAD), so the fill keeps neither the object's silhouette (black) nor a blob of its
+    colour (blur). score: "probability" (softmax, as in RISE) or "logit"; a callable target's own
     score is used as is. Returns a ``Curve``; ``curve.auc`` is (B,).
     """
     return perturbation_curve(model, x, saliency_map, "deletion", target, steps, baseline, score, batch_size)
@@ -153,6 +167,7 @@ def insertion_curve(
 
     baseline: "blur" by default (a Gaussian blur of std 10% of the image side, as the
     integrated-gradients baseline of the same name; RISE starts from a blurred image too), or
-    0.0, "zeros", a value or an image. Other arguments as ``deletion_curve``.
+    0.0, "zeros", a value, an image or "impute" (the pixels not yet restored filled from the
+    restored ones; black while none is). Other arguments as ``deletion_curve``.
     """
     return perturbation_curve(model, x, saliency_map, "insertion", target, steps, baseline, score, batch_size)
