@@ -4,7 +4,8 @@ For the shapes models in each weights folder given (default: the shipped ``data/
 - integrated gradients' relative completeness error |delta| / |F(x) - F(x')| at 64 Gauss-Legendre
   steps, in float64, over 8 images (mean and worst), with the blur and the black baseline;
 - deletion AUC of the ground-truth mask and of a random map (16 images; a low AUC is good), with
-  the removed pixels set to black and to the blurred image, and insertion AUC (high is good);
+  the removed pixels set to black, to the blurred image, or imputed from the remaining pixels
+  (``baseline="impute"``), and insertion AUC (high is good);
 - the fraction of 200 images that keep their class under Gaussian noise of std 0.05 and 0.15.
 
 Compare the shipped models with ones trained by, for example,
@@ -47,6 +48,7 @@ def faithfulness(model: torch.nn.Module) -> dict[str, tuple[float, float]]:
     return {
         "deletion to black": (auc(deletion_curve, mask, baseline=0.0), auc(deletion_curve, noise, baseline=0.0)),
         "deletion to blur": (auc(deletion_curve, mask, baseline="blur"), auc(deletion_curve, noise, baseline="blur")),
+        "deletion, imputed": (auc(deletion_curve, mask, baseline="impute"), auc(deletion_curve, noise, baseline="impute")),
         "insertion from blur": (auc(insertion_curve, mask), auc(insertion_curve, noise)),
     }
 

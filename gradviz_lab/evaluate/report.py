@@ -158,8 +158,10 @@ def evaluate_methods(
 
     A mean leaves out the images where a measure is undefined (the rank correlation of a constant
     map, e.g. an all-zero Grad-CAM). The curves use ``steps`` steps, batch_size images per forward
-    pass. Cost per method: the method twice (trained and randomised model) plus
-    2 N (steps + 1) forward passes for the curves. Deterministic for a given seed (random control
+    pass; ``deletion_baseline`` is what replaces a removed pixel (black by default, as in RISE;
+    "impute" fills it from the remaining pixels, see ``imputation.py``). Cost per method: the
+    method twice (trained and randomised model) plus 2 N (steps + 1) forward passes for the
+    curves. Deterministic for a given seed (random control
     map, SmoothGrad noise, randomised weights). return_maps=True also returns
     {name: (N, 1, H, W) maps}. The model is left exactly as it was.
     """
