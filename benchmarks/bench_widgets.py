@@ -44,6 +44,8 @@ SCENARIOS = {
         SLOW,
     ),
     "compare": ("target", "classes", {}, SLOW),
+    "deletion (fraction, impute)": ("fraction", [k / 16 for k in range(17)], {"fill": "impute"}, FAST),
+    "deletion (fill)": ("fill", ["black", "blur", "impute"], {}, FAST),
 }
 
 

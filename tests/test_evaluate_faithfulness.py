@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from gradviz_lab import attribution
-from gradviz_lab.evaluate import completeness_gap, deletion_curve, insertion_curve, pixel_ranks
+from gradviz_lab.evaluate import completeness_gap, deletion_curve, insertion_curve, pixel_ranks, remove_top_pixels
 from gradviz_lab.evaluate.faithfulness import changed_counts
 from gradviz_lab.hooks import count_hooks
 
@@ -87,6 +87,33 @@ def test_curves_with_imputed_pixels_by_hand():
     insertion = insertion_curve(model, x, BY_WEIGHT, target=0, steps=4, baseline="impute", score="logit")
     # restored in the same order: black, all 4, then a = b = 3.5, then a = (2+3+4)/3, then x
     assert insertion.scores.tolist() == [[0.0, 40.0, 3.5 + 7 + 9 + 16, 3 + 4 + 9 + 16, 30.0]]
+
+
+@pytest.mark.parametrize("baseline", [0.0, "blur", "impute"])
+def test_remove_top_pixels_gives_the_images_the_deletion_curve_scores(baseline):
+    generator = torch.Generator().manual_seed(5)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+    x = torch.rand(2, 3, 8, 8, generator=generator)
+    m = torch.rand(2, 1, 8, 8, generator=generator)
+    curve = deletion_curve(model, x, m, target=[0, 2], steps=8, baseline=baseline)
+    for step in range(9):
+        with torch.no_grad():
+            p = model(remove_top_pixels(x, m, step / 8, baseline)).softmax(dim=1)[[0, 1], [0, 2]]
+        assert torch.allclose(p.double(), curve.scores[:, step], atol=1e-6), step
+    assert torch.equal(remove_top_pixels(x, m, 0.0, baseline), x)
+    removed = remove_top_pixels(x, m, 0.25, baseline)  # 16 of 64 pixels: the top 16 of the map
+    top = pixel_ranks(m[:, 0]) < 16
+    assert torch.equal(removed.permute(0, 2, 3, 1)[~top], x.permute(0, 2, 3, 1)[~top])
+
+
+@pytest.mark.parametrize(
+    "fraction, baseline, error, match",
+    [(1.5, 0.0, ValueError, r"\[0, 1\]"), (-0.1, 0.0, ValueError, ">= 0"), ("half", 0.0, TypeError, "number"),
+     (0.5, "grey", ValueError, "impute")],
+)
+def test_remove_top_pixels_rejects_bad_arguments(fraction, baseline, error, match):
+    with pytest.raises(error, match=match):
+        remove_top_pixels(ONES, BY_WEIGHT, fraction, baseline)
 
 
 def test_ties_are_broken_in_raster_order():

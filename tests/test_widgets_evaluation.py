@@ -92,3 +92,48 @@ def test_the_randomised_half_of_a_long_method_moves_the_progress_bar():
     dash.controls["layers"].value = 2  # only the randomised half is new work
     assert dash.last_error is None
     assert seen and seen[-1] == 1.0 and len(set(seen)) > 2, seen
+
+
+# ---------------------------------------------------------------- deletion, live
+def test_deletion_dashboard_shows_the_package_s_curves_and_images():
+    """What is on show is exactly evaluate's: the deletion curve of |map| and of the seeded random
+    map, the image remove_top_pixels gives, and the curve's point at the slider's fraction."""
+    from gradviz_lab.evaluate import deletion_curve, random_map, remove_top_pixels
+    from gradviz_lab.widgets import deletion_dashboard
+    from gradviz_lab.widgets.evaluation import DELETION_STEPS, FILLS
+
+    model, x = tiny_cnn(), images()
+    dash = deletion_dashboard(model, x, CLASSES)
+    assert DASHBOARDS["deletion"] is deletion_dashboard
+    assert dash.last_error is None, dash.last_error
+    for fill, fraction in (("black", 0.25), ("impute", 0.5), ("blur", 1.0), ("impute", 0.0)):
+        dash.set(method="saliency", fill=fill, fraction=fraction)
+        assert dash.last_error is None, dash.last_error
+        target = int(model(x[:1]).argmax())
+        saliency = attribution.saliency(model, x[:1], target).detach()  # already |gradient|, (1, 1, H, W)
+        expected = deletion_curve(model, x[:1], saliency, target, steps=DELETION_STEPS, baseline=FILLS[fill])
+        assert torch.allclose(dash.last_curves["map"].scores, expected.scores, atol=1e-6), fill
+        control = deletion_curve(model, x[:1], random_map(model, x[:1], seed=0), target, steps=DELETION_STEPS,
+                                 baseline=FILLS[fill])
+        assert torch.allclose(dash.last_curves["random map"].scores, control.scores, atol=1e-6), fill
+        shown = remove_top_pixels(x[:1], saliency, fraction, FILLS[fill])[0]
+        assert torch.allclose(dash.last_removed, shown, atol=1e-6), fill
+        step = round(fraction * DELETION_STEPS)
+        assert dash.last_score == float(expected.scores[0, step])
+        assert f"{dash.last_score:.2f}" in dash.caption.value and fill in dash.caption.value
+    assert "fill-impute" in dash.figure_name() and "fraction-0.0" in dash.figure_name()
+
+
+def test_deletion_dashboard_ranks_a_signed_map_by_magnitude():
+    """Integrated gradients are signed: pixels go in the order of |IG|, as in lesson 07's table."""
+    from gradviz_lab.evaluate import remove_top_pixels
+    from gradviz_lab.widgets import deletion_dashboard
+
+    model, x = tiny_cnn(), images()
+    dash = deletion_dashboard(model, x, CLASSES)
+    dash.set(method="integrated-gradients", fraction=0.5)
+    assert dash.last_error is None, dash.last_error
+    signed = torch.from_numpy(dash.last_map.copy())
+    assert (signed < 0).any()  # a signed map, or the test shows nothing
+    expected = remove_top_pixels(x[:1], signed.abs()[None, None], 0.5, 0.0)[0]
+    assert torch.allclose(dash.last_removed, expected)

@@ -17,7 +17,7 @@ deterministic for a given ``seed``. Tables print with fixed decimals (``table.Ta
 from __future__ import annotations
 
 from .axioms import completeness_gap
-from .faithfulness import Curve, deletion_curve, insertion_curve, pixel_ranks
+from .faithfulness import Curve, deletion_curve, insertion_curve, pixel_ranks, remove_top_pixels
 from .imputation import impute
 from .localisation import energy_pointing_game, pointing_game
 from .randomisation import randomisable_layers, randomisation_test, randomised_copy, reinitialise
@@ -42,6 +42,7 @@ __all__ = [
     "deletion_curve",
     "insertion_curve",
     "pixel_ranks",
+    "remove_top_pixels",
     "impute",
     "pointing_game",
     "energy_pointing_game",

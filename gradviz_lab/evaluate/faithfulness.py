@@ -33,6 +33,7 @@ from .._checks import (
     Target,
     check_choice,
     check_images,
+    check_number,
     check_positive_int,
     fixed_target,
     target_scores,
@@ -73,6 +74,43 @@ def changed_counts(n_pixels: int, steps: int) -> torch.Tensor:
     return torch.arange(steps + 1) * n_pixels // steps
 
 
+def with_pixels_changed(
+    x: torch.Tensor, fill: torch.Tensor | None, changed: torch.Tensor, kind: str
+) -> torch.Tensor:
+    """The image a curve scores: deletion replaces the changed pixels of x by ``fill``, insertion
+    shows x on the changed pixels over ``fill``; fill None imputes every pixel that does not show
+    x from those that do (``impute``). changed: (B, 1, H, W) booleans."""
+    shows_x = ~changed if kind == "deletion" else changed
+    if fill is None:
+        return impute(x, shows_x)
+    return torch.where(shows_x, x, fill)
+
+
+def fill_image(x: torch.Tensor, baseline: str | float | torch.Tensor) -> torch.Tensor | None:
+    """What replaces the removed pixels: an image like x, or None for "impute" (made per step)."""
+    if isinstance(baseline, str):
+        check_choice(baseline, "baseline", ("zeros", "blur", "impute"))
+        if baseline == "impute":
+            return None
+    return make_baseline(x, baseline)
+
+
+def remove_top_pixels(
+    x: torch.Tensor, saliency_map: torch.Tensor, fraction: float, baseline: str | float | torch.Tensor = 0.0
+) -> torch.Tensor:
+    """x with its most salient ``fraction`` of pixels removed: the image ``deletion_curve`` scores
+    after changing floor(fraction * H * W) pixels (same ranks, same ties, same fills)."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point (B, C, H, W) tensor, got {getattr(x, 'shape', type(x).__name__)}")
+    check_number(fraction, "fraction", minimum=0.0)
+    if fraction > 1:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction!r}")
+    batch, _, height, width = x.shape
+    ranks = pixel_ranks(pixel_map(saliency_map, height, width, batch)).to(x.device).unsqueeze(1)
+    changed = ranks < int(fraction * height * width)
+    return with_pixels_changed(x, fill_image(x, baseline), changed, "deletion")
+
+
 def _class_score(output: torch.Tensor, target: torch.Tensor | object, score: str) -> torch.Tensor:
     if isinstance(target, torch.Tensor) and score == "probability":
         output = output.softmax(dim=1)  # Petsiuk et al. record the class probability
@@ -101,12 +139,7 @@ def perturbation_curve(
     ranks = pixel_ranks(pixel_map(saliency_map, height, width, batch)).to(x.device).unsqueeze(1)
     if baseline is None:
         baseline = 0.0 if kind == "deletion" else "blur"
-    if isinstance(baseline, str):
-        check_choice(baseline, "baseline", ("zeros", "blur", "impute"))
-    imputed = isinstance(baseline, str) and baseline == "impute"  # a fill per step, from the pixels shown
-    fill = x if imputed else make_baseline(x, baseline)
-    # Deletion goes from the image to the baseline, insertion from the baseline to the image.
-    before, after = (x, fill) if kind == "deletion" else (fill, x)
+    fill = fill_image(x, baseline)  # None: imputed at every step from the pixels shown
     counts = changed_counts(n_pixels, steps).to(x.device)
     n_items = batch * (steps + 1)  # item = (image, step)
     scores = torch.empty(n_items, dtype=torch.float64, device=x.device)
@@ -116,10 +149,7 @@ def perturbation_curve(
             items = torch.arange(start, min(start + batch_size, n_items), device=x.device)
             images, step = items // (steps + 1), items % (steps + 1)
             changed = ranks[images] < counts[step].view(-1, 1, 1, 1)  # the first counts pixels
-            if imputed:  # the pixels that show x: kept by deletion, restored by insertion
-                perturbed = impute(x[images], changed if kind == "insertion" else ~changed)
-            else:
-                perturbed = torch.where(changed, after[images], before[images])
+            perturbed = with_pixels_changed(x[images], None if fill is None else fill[images], changed, kind)
             chunk_target = target[images] if isinstance(target, torch.Tensor) else target
             scores[items] = _class_score(model(perturbed), chunk_target, score).double()
     fractions = counts.double() / n_pixels

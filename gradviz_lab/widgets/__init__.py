@@ -24,6 +24,7 @@ and ``class_names`` to explain your own.
 | integrated_gradients_dashboard | integrated gradients           | steps, baseline               |
 | compare_dashboard              | all methods side by side       | clip %                        |
 | randomisation_dashboard        | evaluating explanations        | randomised layers, method     |
+| deletion_dashboard             | evaluating explanations        | map, fill, fraction removed   |
 
 Every dashboard but the picker also has "image" and "target" (a class, or the predicted one).
 
@@ -48,7 +49,7 @@ from .dashboards import (
     SaliencyDashboard,
     SmoothGradDashboard,
 )
-from .evaluation import RandomisationDashboard
+from .evaluation import DeletionDashboard, RandomisationDashboard
 
 
 def _factory(cls: type[Dashboard], name: str):
@@ -74,6 +75,7 @@ integrated_gradients_dashboard = _factory(
 )
 compare_dashboard = _factory(CompareDashboard, "compare_dashboard")
 randomisation_dashboard = _factory(RandomisationDashboard, "randomisation_dashboard")
+deletion_dashboard = _factory(DeletionDashboard, "deletion_dashboard")
 
 DASHBOARDS = {
     "image_picker": image_picker,
@@ -85,6 +87,7 @@ DASHBOARDS = {
     "integrated_gradients": integrated_gradients_dashboard,
     "compare": compare_dashboard,
     "randomisation": randomisation_dashboard,
+    "deletion": deletion_dashboard,
 }
 
 __all__ = [
@@ -99,4 +102,5 @@ __all__ = [
     "integrated_gradients_dashboard",
     "compare_dashboard",
     "randomisation_dashboard",
+    "deletion_dashboard",
 ]

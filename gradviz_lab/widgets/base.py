@@ -343,14 +343,18 @@ class Dashboard(widgets.VBox):
     def on_knobs_changed(self) -> None:
         """Hook for dashboards whose knobs depend on each other (e.g. a layer's channel count)."""
 
-    def draw(self, index: int, explanations: list[Explanation]) -> None:
-        figure = explanation_figure(
+    def make_figure(self, index: int, explanations: list[Explanation]):
+        """The figure on show: the image and the explanations' maps side by side."""
+        return explanation_figure(
             self.images[index],
             *explanations,
             alpha=self.overlay_alpha,
             clip_percentile=self.clip_percentile,
             **self.grid_options,
         )
+
+    def draw(self, index: int, explanations: list[Explanation]) -> None:
+        figure = self.make_figure(index, explanations)
         png = viz.figure_to_png(figure, dpi=self.dpi, compress_level=1)
         self.picture.value = png
         self.last_explanations = explanations

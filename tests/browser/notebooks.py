@@ -134,6 +134,7 @@ def write_harness_notebook(path: Path) -> None:
 DASHBOARD_SETUP = """\
 from gradviz_lab.widgets import (
     compare_dashboard,
+    deletion_dashboard,
     gradcam_dashboard,
     image_picker,
     integrated_gradients_dashboard,
@@ -162,6 +163,9 @@ DASHBOARD_CELLS = [
     WidgetCell(
         "randomisation", "randomisation_dashboard()", ".gradviz-control-layers", "End"
     ),  # every layer random: the saliency map turns to noise
+    WidgetCell(
+        "deletion", "deletion_dashboard()", ".gradviz-control-fraction", "End"
+    ),  # every pixel removed: a black image, the curve's marker at the right end
 ]
 
 
