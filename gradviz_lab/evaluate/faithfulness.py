@@ -74,7 +74,7 @@ def changed_counts(n_pixels: int, steps: int) -> torch.Tensor:
     return torch.arange(steps + 1) * n_pixels // steps
 
 
-def with_pixels_changed(
+def _with_pixels_changed(
     x: torch.Tensor, fill: torch.Tensor | None, changed: torch.Tensor, kind: str
 ) -> torch.Tensor:
     """The image a curve scores: deletion replaces the changed pixels of x by ``fill``, insertion
@@ -86,7 +86,7 @@ def with_pixels_changed(
     return torch.where(shows_x, x, fill)
 
 
-def fill_image(x: torch.Tensor, baseline: str | float | torch.Tensor) -> torch.Tensor | None:
+def _fill_image(x: torch.Tensor, baseline: str | float | torch.Tensor) -> torch.Tensor | None:
     """What replaces the removed pixels: an image like x, or None for "impute" (made per step)."""
     if isinstance(baseline, str):
         check_choice(baseline, "baseline", ("zeros", "blur", "impute"))
@@ -108,7 +108,7 @@ def remove_top_pixels(
     batch, _, height, width = x.shape
     ranks = pixel_ranks(pixel_map(saliency_map, height, width, batch)).to(x.device).unsqueeze(1)
     changed = ranks < int(fraction * height * width)
-    return with_pixels_changed(x, fill_image(x, baseline), changed, "deletion")
+    return _with_pixels_changed(x, _fill_image(x, baseline), changed, "deletion")
 
 
 def _class_score(output: torch.Tensor, target: torch.Tensor | object, score: str) -> torch.Tensor:
@@ -139,7 +139,7 @@ def perturbation_curve(
     ranks = pixel_ranks(pixel_map(saliency_map, height, width, batch)).to(x.device).unsqueeze(1)
     if baseline is None:
         baseline = 0.0 if kind == "deletion" else "blur"
-    fill = fill_image(x, baseline)  # None: imputed at every step from the pixels shown
+    fill = _fill_image(x, baseline)  # None: imputed at every step from the pixels shown
     counts = changed_counts(n_pixels, steps).to(x.device)
     n_items = batch * (steps + 1)  # item = (image, step)
     scores = torch.empty(n_items, dtype=torch.float64, device=x.device)
@@ -149,7 +149,7 @@ def perturbation_curve(
             items = torch.arange(start, min(start + batch_size, n_items), device=x.device)
             images, step = items // (steps + 1), items % (steps + 1)
             changed = ranks[images] < counts[step].view(-1, 1, 1, 1)  # the first counts pixels
-            perturbed = with_pixels_changed(x[images], None if fill is None else fill[images], changed, kind)
+            perturbed = _with_pixels_changed(x[images], None if fill is None else fill[images], changed, kind)
             chunk_target = target[images] if isinstance(target, torch.Tensor) else target
             scores[items] = _class_score(model(perturbed), chunk_target, score).double()
     fractions = counts.double() / n_pixels
