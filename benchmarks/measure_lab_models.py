@@ -45,12 +45,11 @@ def faithfulness(model: torch.nn.Module) -> dict[str, tuple[float, float]]:
     x, y, mask = shapes.images, shapes.labels, shapes.masks[:, :1].float()
     noise = random_map(model, x, seed=0)
     auc = lambda curve, saliency, **fill: curve(model, x, saliency, y, steps=16, **fill).auc.mean().item()  # noqa: E731
-    return {
-        "deletion to black": (auc(deletion_curve, mask, baseline=0.0), auc(deletion_curve, noise, baseline=0.0)),
-        "deletion to blur": (auc(deletion_curve, mask, baseline="blur"), auc(deletion_curve, noise, baseline="blur")),
-        "deletion, imputed": (auc(deletion_curve, mask, baseline="impute"), auc(deletion_curve, noise, baseline="impute")),
-        "insertion from blur": (auc(insertion_curve, mask), auc(insertion_curve, noise)),
+    deletion = {
+        f"deletion {label}": tuple(auc(deletion_curve, m, baseline=fill) for m in (mask, noise))
+        for label, fill in (("to black", 0.0), ("to blur", "blur"), ("imputed", "impute"))
     }
+    return {**deletion, "insertion from blur": (auc(insertion_curve, mask), auc(insertion_curve, noise))}
 
 
 def noise_robustness(model: torch.nn.Module, sigma: float) -> float:

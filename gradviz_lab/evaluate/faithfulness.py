@@ -96,12 +96,16 @@ def _fill_image(x: torch.Tensor, baseline: str | float | torch.Tensor) -> torch.
 
 
 def remove_top_pixels(
-    x: torch.Tensor, saliency_map: torch.Tensor, fraction: float, baseline: str | float | torch.Tensor = 0.0
+    x: torch.Tensor,
+    saliency_map: torch.Tensor,
+    fraction: float,
+    baseline: str | float | torch.Tensor = 0.0,
 ) -> torch.Tensor:
     """x with its most salient ``fraction`` of pixels removed: the image ``deletion_curve`` scores
     after changing floor(fraction * H * W) pixels (same ranks, same ties, same fills)."""
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point (B, C, H, W) tensor, got {getattr(x, 'shape', type(x).__name__)}")
+        what = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise TypeError(f"x must be a floating-point (B, C, H, W) tensor, got {what}")
     check_number(fraction, "fraction", minimum=0.0)
     if fraction > 1:
         raise ValueError(f"fraction must be in [0, 1], got {fraction!r}")
@@ -149,7 +153,8 @@ def perturbation_curve(
             items = torch.arange(start, min(start + batch_size, n_items), device=x.device)
             images, step = items // (steps + 1), items % (steps + 1)
             changed = ranks[images] < counts[step].view(-1, 1, 1, 1)  # the first counts pixels
-            perturbed = _with_pixels_changed(x[images], None if fill is None else fill[images], changed, kind)
+            chunk_fill = None if fill is None else fill[images]
+            perturbed = _with_pixels_changed(x[images], chunk_fill, changed, kind)
             chunk_target = target[images] if isinstance(target, torch.Tensor) else target
             scores[items] = _class_score(model(perturbed), chunk_target, score).double()
     fractions = counts.double() / n_pixels

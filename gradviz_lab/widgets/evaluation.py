@@ -24,7 +24,15 @@ import numpy as np
 import torch
 
 from .. import viz
-from ..evaluate import Curve, deletion_curve, random_map, randomisable_layers, randomised_copy, remove_top_pixels, spearman
+from ..evaluate import (
+    Curve,
+    deletion_curve,
+    random_map,
+    randomisable_layers,
+    randomised_copy,
+    remove_top_pixels,
+    spearman,
+)
 from .base import WIDE, Dashboard
 from .recipes import Explanation
 
@@ -127,11 +135,20 @@ class DeletionDashboard(Dashboard):
 
     def make_knobs(self):
         return {
-            "method": widgets.Dropdown(options=list(METHOD_KNOBS), value="gradcam", description="map"),
-            "fill": widgets.Dropdown(options=list(FILLS), value="black", description="removed pixels"),
+            "method": widgets.Dropdown(
+                options=list(METHOD_KNOBS), value="gradcam", description="map"
+            ),
+            "fill": widgets.Dropdown(
+                options=list(FILLS), value="black", description="removed pixels"
+            ),
             "fraction": widgets.FloatSlider(
-                value=0.25, min=0.0, max=1.0, step=1 / DELETION_STEPS, readout_format=".1%",
-                description="fraction removed", **SLIDER,
+                value=0.25,
+                min=0.0,
+                max=1.0,
+                step=1 / DELETION_STEPS,
+                readout_format=".1%",
+                description="fraction removed",
+                **SLIDER,
             ),
         }
 
@@ -140,64 +157,75 @@ class DeletionDashboard(Dashboard):
         return [self.explained(method, index, target, **METHOD_KNOBS[method])]
 
     def ranking_map(self, explanation: Explanation) -> torch.Tensor:
-        """(1, 1, H, W): the pixels are removed in the order of |map|, as in lesson 07's table."""
-        map2d = next(iter(explanation.maps.values()))
-        image = self.images[:1]
-        return torch.from_numpy(np.abs(np.ascontiguousarray(map2d))).to(image.device, image.dtype)[None, None]
+        """(1, 1, H, W): pixels are removed in the order of |map|, as in lesson 07's table."""
+        magnitude = np.abs(next(iter(explanation.maps.values())))
+        return torch.from_numpy(magnitude).to(self.images.device, self.images.dtype)[None, None]
 
     def curves(self, index: int, explanation: Explanation) -> dict[str, Curve]:
-        """The deletion curve of the map and of a random map (cached per image, class and fill)."""
-        x, target, fill = self.images[index : index + 1], explanation.target, self.knobs["fill"].value
-        method = self.knobs["method"].value
+        """The deletion curves of the map and of a random map (cached per image, class, fill)."""
+        x, target = self.images[index : index + 1], explanation.target
+        method, fill = self.knobs["method"].value, self.knobs["fill"].value
 
         def curve(saliency: torch.Tensor) -> Curve:
-            return deletion_curve(self.model, x, saliency, target, steps=DELETION_STEPS, baseline=FILLS[fill])
+            baseline = FILLS[fill]
+            return deletion_curve(self.model, x, saliency, target, DELETION_STEPS, baseline)
+
+        def control() -> torch.Tensor:
+            return random_map(self.model, x, seed=self.seed)
 
         return {
-            "map": self.cache.get(("deletion", method, index, target, fill), lambda: curve(self.ranking_map(explanation))),
+            "map": self.cache.get(
+                ("deletion", method, index, target, fill),
+                lambda: curve(self.ranking_map(explanation)),
+            ),
             "random map": self.cache.get(
-                ("deletion", "random", index, target, fill), lambda: curve(random_map(self.model, x, seed=self.seed))
+                ("deletion", "random", index, target, fill), lambda: curve(control())
             ),
         }
 
     def make_figure(self, index, explanations):
         explanation = explanations[0]
         fraction, fill = float(self.knobs["fraction"].value), self.knobs["fill"].value
-        curves = self.curves(index, explanation)
-        step = round(fraction * DELETION_STEPS)
-        self.last_curves = curves
-        self.last_score = float(curves["map"].scores[0, step])
-        shown = remove_top_pixels(self.images[index : index + 1], self.ranking_map(explanation), fraction, FILLS[fill])
-        self.last_removed = shown[0]
+        self.last_curves = self.curves(index, explanation)
+        # the slider moves over the curve's points: the image shown is the one scored there
+        self.last_score = float(self.last_curves["map"].scores[0, round(fraction * DELETION_STEPS)])
+        x = self.images[index : index + 1]
+        self.last_removed = remove_top_pixels(x, self.ranking_map(explanation), fraction, FILLS[fill])[0]
+        class_name = explanation.target_name
+
         figure = viz.NotebookFigure(figsize=(12.0, 3.9))
-        axes = figure.subplots(1, 3, gridspec_kw={"width_ratios": [1.0, 1.0, 1.5]})
-        title, map2d = next(iter(explanation.maps.items()))
-        axes[0].imshow(np.abs(map2d), cmap=viz.colormap_for(False), interpolation="nearest")
-        axes[0].set_title(f"|{title}|", fontsize=13)
-        axes[1].imshow(viz.to_rgb(shown[0].detach().cpu()), interpolation="nearest")
-        axes[1].set_title(
-            f"top {fraction:.0%} removed ({fill})\np({explanation.target_name}) = {self.last_score:.2f}", fontsize=13
+        map_ax, image_ax, curve_ax = figure.subplots(
+            1, 3, gridspec_kw={"width_ratios": [1.0, 1.0, 1.5]}
         )
-        for ax in axes[:2]:
+        title, map2d = next(iter(explanation.maps.items()))
+        map_ax.imshow(np.abs(map2d), cmap=viz.colormap_for(False), interpolation="nearest")
+        map_ax.set_title(f"|{title}|", fontsize=13)
+        image_ax.imshow(viz.to_rgb(self.last_removed.detach().cpu()), interpolation="nearest")
+        image_ax.set_title(
+            f"top {fraction:.0%} removed ({fill})\np({class_name}) = {self.last_score:.2f}",
+            fontsize=13,
+        )
+        for ax in (map_ax, image_ax):
             ax.set_xticks([])
             ax.set_yticks([])
-        for (name, curve), style in zip(curves.items(), ("-o", "--")):
-            auc = float(curve.auc[0])
-            axes[2].plot(curve.fractions.numpy(), curve.scores[0].numpy(), style, label=f"{name}: AUC {auc:.3f}")
-        axes[2].axvline(fraction, color="grey", linewidth=1)
-        axes[2].set(xlim=(0, 1), ylim=(-0.02, 1.02), xlabel="fraction of pixels removed",
-                    ylabel=f"p({explanation.target_name})")
-        axes[2].set_title("deletion curve (lower AUC is better)", fontsize=13)
-        axes[2].legend(fontsize=11, loc="best")
+        for (name, curve), style in zip(self.last_curves.items(), ("-o", "--")):
+            label = f"{name}: AUC {float(curve.auc[0]):.3f}"
+            curve_ax.plot(curve.fractions.numpy(), curve.scores[0].numpy(), style, label=label)
+        curve_ax.axvline(fraction, color="grey", linewidth=1)
+        curve_ax.set(xlim=(0, 1), ylim=(-0.02, 1.02), xlabel="fraction of pixels removed")
+        curve_ax.set_ylabel(f"p({class_name})")
+        curve_ax.set_title("deletion curve (lower AUC is better)", fontsize=13)
+        curve_ax.legend(fontsize=11, loc="best")
         figure.subplots_adjust(left=0.02, right=0.98, bottom=0.16, top=0.82, wspace=0.25)
         return figure
 
     def caption_html(self, index, explanations):
         text = super().caption_html(index, explanations)
         aucs = {name: float(curve.auc[0]) for name, curve in self.last_curves.items()}
+        fraction, fill = float(self.knobs["fraction"].value), html.escape(self.knobs["fill"].value)
         facts = (
-            f"removed: top {float(self.knobs['fraction'].value):.1%} of the pixels by |map|, filled "
-            f"<b>{html.escape(self.knobs['fill'].value)}</b> · p(class) <b>{self.last_score:.2f}</b> · "
-            f"deletion AUC: map <b>{aucs['map']:.3f}</b>, random map {aucs['random map']:.3f}"
+            f"removed: top {fraction:.1%} of the pixels by |map|, filled <b>{fill}</b> · "
+            f"p(class) <b>{self.last_score:.2f}</b> · deletion AUC: map <b>{aucs['map']:.3f}</b>, "
+            f"random map {aucs['random map']:.3f}"
         )
         return text.replace("</div>", f"<br>{facts}</div>", 1) if text.endswith("</div>") else text
