@@ -129,3 +129,22 @@ def test_no_known_pixel_gives_black_and_every_known_pixel_gives_the_image():
 def test_bad_input_is_a_clear_error(x, known, error, match):
     with pytest.raises(error, match=match):
         impute(x, known)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_gives_the_cpu_fill_and_curve():
+    from torch import nn
+
+    from gradviz_lab.evaluate import deletion_curve
+
+    generator = torch.Generator().manual_seed(3)
+    x = torch.rand(2, 3, 11, 9, generator=generator, dtype=torch.float64)
+    known = torch.rand(2, 1, 11, 9, generator=generator) < 0.3
+    assert torch.allclose(impute(x.cuda(), known.cuda()).cpu(), impute(x, known), atol=1e-12)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    model = model.double().eval()
+    m = torch.rand(2, 1, 11, 9, generator=generator, dtype=torch.float64)
+    on_cpu = deletion_curve(model, x, m, target=[0, 1], steps=6, baseline="impute").scores
+    on_gpu = deletion_curve(model.cuda(), x.cuda(), m.cuda(), target=[0, 1], steps=6, baseline="impute").scores
+    assert torch.allclose(on_gpu.cpu(), on_cpu, atol=1e-10)

@@ -160,6 +160,11 @@ def test_an_oracle_map_wins_localisation_and_its_numbers_are_the_functions_numbe
 
     expected = deletion_curve(model, x, masks.float(), y, steps=6).auc.mean().item()
     assert table[0]["deletion_auc"] == pytest.approx(expected, abs=1e-12)
+    # the fill of the removed pixels is passed through (here imputed from the remaining ones)
+    imputed = evaluate_methods(model, x, y, masks, oracle, steps=6, deletion_baseline="impute", randomisation=False)
+    expected = deletion_curve(model, x, masks.float(), y, steps=6, baseline="impute").auc.mean().item()
+    assert imputed[0]["deletion_auc"] == pytest.approx(expected, abs=1e-12)
+    assert imputed[0]["deletion_auc"] != table[0]["deletion_auc"]
 
 
 def test_methods_explain_the_labelled_class():
