@@ -41,9 +41,8 @@ def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d] | None:
     return None
 
 
-def check_images(model: nn.Module, x: torch.Tensor, name: str = "x") -> None:
-    """x must be a finite floating (B, C, H, W) batch on the model's device and dtype."""
-    check_model(model)
+def check_image_batch(x: torch.Tensor, name: str = "x") -> None:
+    """x must be a finite floating (B, C, H, W) batch with B >= 1 (no model involved)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 4:
@@ -56,6 +55,13 @@ def check_images(model: nn.Module, x: torch.Tensor, name: str = "x") -> None:
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
     if x.shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (B = 0)")
+    check_finite(x, name)
+
+
+def check_images(model: nn.Module, x: torch.Tensor, name: str = "x") -> None:
+    """x must be a finite floating (B, C, H, W) batch on the model's device and dtype."""
+    check_model(model)
+    check_image_batch(x, name)
     where = model_device_dtype(model)
     if where is not None:
         device, dtype = where
@@ -74,7 +80,6 @@ def check_images(model: nn.Module, x: torch.Tensor, name: str = "x") -> None:
             f"{name} has {x.shape[1]} channels but the model's first convolution "
             f"({conv[0] or 'model'}) expects {conv[1].in_channels}"
         )
-    check_finite(x, name)
 
 
 def check_finite(t: torch.Tensor, name: str) -> None:

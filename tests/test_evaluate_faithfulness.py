@@ -116,6 +116,13 @@ def test_remove_top_pixels_rejects_bad_arguments(fraction, baseline, error, matc
         remove_top_pixels(ONES, BY_WEIGHT, fraction, baseline)
 
 
+def test_remove_top_pixels_wants_a_batch_of_images():
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\).*unsqueeze"):
+        remove_top_pixels(ONES[0], BY_WEIGHT, 0.5)
+    with pytest.raises(TypeError, match="floating"):
+        remove_top_pixels(ONES.long(), BY_WEIGHT, 0.5)
+
+
 def test_ties_are_broken_in_raster_order():
     model = linear_model([1.0, 2.0, 3.0, 4.0])
     flat = torch.zeros(1, 1, 2, 2)

@@ -119,7 +119,7 @@ def test_no_known_pixel_gives_black_and_every_known_pixel_gives_the_image():
 @pytest.mark.parametrize(
     "x, known, error, match",
     [
-        (torch.rand(3, 4, 4), torch.ones(3, 4, 4, dtype=torch.bool), TypeError, r"\(B, C, H, W\)"),
+        (torch.rand(3, 4, 4), torch.ones(3, 4, 4, dtype=torch.bool), ValueError, r"\(B, C, H, W\)"),
         (torch.ones(1, 1, 4, 4, dtype=torch.int64), torch.ones(1, 4, 4, dtype=torch.bool), TypeError, "floating"),
         (torch.rand(1, 1, 4, 4), torch.ones(1, 4, 4), TypeError, "bool"),
         (torch.rand(1, 1, 4, 4), torch.ones(2, 4, 4, dtype=torch.bool), ValueError, "shape"),

@@ -32,6 +32,7 @@ from .. import hooks
 from .._checks import (
     Target,
     check_choice,
+    check_image_batch,
     check_images,
     check_number,
     check_positive_int,
@@ -103,9 +104,7 @@ def remove_top_pixels(
 ) -> torch.Tensor:
     """x with its most salient ``fraction`` of pixels removed: the image ``deletion_curve`` scores
     after changing floor(fraction * H * W) pixels (same ranks, same ties, same fills)."""
-    if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
-        what = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise TypeError(f"x must be a floating-point (B, C, H, W) tensor, got {what}")
+    check_image_batch(x)
     check_number(fraction, "fraction", minimum=0.0)
     if fraction > 1:
         raise ValueError(f"fraction must be in [0, 1], got {fraction!r}")

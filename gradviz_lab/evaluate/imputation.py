@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_finite
+from .._checks import check_image_batch
 
 
 def impute(x: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
@@ -34,11 +34,10 @@ def impute(x: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     kept. Returns a new (B, C, H, W) tensor, equal to x where known. An image with no known pixel
     at all has nothing to fill from and becomes 0 (black).
     """
-    if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point (B, C, H, W) tensor, got {_describe(x)}")
-    check_finite(x, "x")
+    check_image_batch(x)
     if not isinstance(known, torch.Tensor) or known.dtype != torch.bool:
-        raise TypeError(f"known must be a bool tensor, got {_describe(known)}")
+        what = known.dtype if isinstance(known, torch.Tensor) else type(known).__name__
+        raise TypeError(f"known must be a bool tensor, got {what}")
     batch, _, height, width = x.shape
     if known.dim() == 3:
         known = known.unsqueeze(1)
@@ -63,9 +62,3 @@ def _pull_push(values: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     # push: unknown pixels from the filled coarse level, known ones as they are
     up = F.interpolate(filled, size=(height, width), mode="bilinear", align_corners=False)
     return torch.where(known > 0, values, up)
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"{value.dtype} tensor of shape {tuple(value.shape)}"
-    return type(value).__name__

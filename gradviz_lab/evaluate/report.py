@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import attribution, hooks
-from .._checks import check_images, check_number, check_positive_int, class_indices
+from .._checks import check_image_batch, check_images, check_number, check_positive_int, class_indices
 from ..data import SHAPE_CLASSES, TAG_COLOUR, TAGGED_CLASS, tag_mask
 from ._maps import boolean_masks
 from .faithfulness import deletion_curve, insertion_curve
@@ -34,15 +34,9 @@ MapMethod = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 # --- two controls that ignore the model --------------------------------------------------------
 
 
-def _check_batch(x: torch.Tensor, name: str = "x") -> None:
-    """The controls ignore the model (it may be None), but x must still be a finite float
-    (B, C, H, W) batch: the image checks of ``check_images`` for a model without parameters."""
-    check_images(nn.Identity(), x, name)
-
-
 def random_map(model: nn.Module, x: torch.Tensor, target: object = None, seed: int = 0) -> torch.Tensor:
     """Uniform noise, (B, 1, H, W), from a seeded generator: the map of a method that knows nothing."""
-    _check_batch(x)
+    check_image_batch(x)
     generator = torch.Generator().manual_seed(check_positive_int(seed, "seed", minimum=0))
     return torch.rand((len(x), 1, *x.shape[-2:]), generator=generator).to(x.device, x.dtype)
 
@@ -50,7 +44,7 @@ def random_map(model: nn.Module, x: torch.Tensor, target: object = None, seed: i
 def edge_map(model: nn.Module, x: torch.Tensor, target: object = None) -> torch.Tensor:
     """Image edges (Sobel gradient magnitude, summed over colour channels), (B, 1, H, W).
     Adebayo et al.'s point: an edge detector looks like a saliency map but ignores the model."""
-    _check_batch(x)
+    check_image_batch(x)
     sobel = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=x.dtype, device=x.device)
     kernels = torch.stack([sobel, sobel.T]).unsqueeze(1)  # d/dx and d/dy
     padded = F.pad(x.detach().flatten(0, 1).unsqueeze(1), (1, 1, 1, 1), mode="replicate")
@@ -229,7 +223,7 @@ def _logits(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Te
 def with_tag(images: torch.Tensor, region: torch.Tensor, colour: tuple[float, ...] = TAG_COLOUR) -> torch.Tensor:
     """A copy of the images with the pixels of ``region`` ((H, W) or (1, H, W) bool) painted ``colour``
     (one value per channel)."""
-    _check_batch(images, "images")
+    check_image_batch(images, "images")
     channels, height, width = images.shape[1:]
     if not isinstance(region, torch.Tensor) or region.dtype != torch.bool:
         got = f"dtype {region.dtype}" if isinstance(region, torch.Tensor) else type(region).__name__
