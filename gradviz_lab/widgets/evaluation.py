@@ -161,9 +161,9 @@ class DeletionDashboard(Dashboard):
         magnitude = np.abs(next(iter(explanation.maps.values())))
         return torch.from_numpy(magnitude).to(self.images.device, self.images.dtype)[None, None]
 
-    def curves(self, index: int, explanation: Explanation) -> dict[str, Curve]:
+    def curves(self, index: int, target: int, ranking: torch.Tensor) -> dict[str, Curve]:
         """The deletion curves of the map and of a random map (cached per image, class, fill)."""
-        x, target = self.images[index : index + 1], explanation.target
+        x = self.images[index : index + 1]
         method, fill = self.knobs["method"].value, self.knobs["fill"].value
 
         def curve(saliency: torch.Tensor) -> Curve:
@@ -174,10 +174,7 @@ class DeletionDashboard(Dashboard):
             return random_map(self.model, x, seed=self.seed)
 
         return {
-            "map": self.cache.get(
-                ("deletion", method, index, target, fill),
-                lambda: curve(self.ranking_map(explanation)),
-            ),
+            "map": self.cache.get(("deletion", method, index, target, fill), lambda: curve(ranking)),
             "random map": self.cache.get(
                 ("deletion", "random", index, target, fill), lambda: curve(control())
             ),
@@ -186,20 +183,20 @@ class DeletionDashboard(Dashboard):
     def make_figure(self, index, explanations):
         explanation = explanations[0]
         fraction, fill = float(self.knobs["fraction"].value), self.knobs["fill"].value
-        self.last_curves = self.curves(index, explanation)
+        ranking = self.ranking_map(explanation)
+        self.last_curves = self.curves(index, explanation.target, ranking)
         # the slider moves over the curve's points: the image shown is the one scored there
         self.last_score = float(self.last_curves["map"].scores[0, round(fraction * DELETION_STEPS)])
         x = self.images[index : index + 1]
-        self.last_removed = remove_top_pixels(x, self.ranking_map(explanation), fraction, FILLS[fill])[0]
+        self.last_removed = remove_top_pixels(x, ranking, fraction, FILLS[fill])[0]
         class_name = explanation.target_name
 
         figure = viz.NotebookFigure(figsize=(12.0, 3.9))
         map_ax, image_ax, curve_ax = figure.subplots(
             1, 3, gridspec_kw={"width_ratios": [1.0, 1.0, 1.5]}
         )
-        title, map2d = next(iter(explanation.maps.items()))
-        map_ax.imshow(np.abs(map2d), cmap=viz.colormap_for(False), interpolation="nearest")
-        map_ax.set_title(f"|{title}|", fontsize=13)
+        map_ax.imshow(ranking[0, 0].cpu().numpy(), cmap=viz.colormap_for(False), interpolation="nearest")
+        map_ax.set_title(f"|{next(iter(explanation.maps))}|", fontsize=13)
         image_ax.imshow(viz.to_rgb(self.last_removed.detach().cpu()), interpolation="nearest")
         image_ax.set_title(
             f"top {fraction:.0%} removed ({fill})\np({class_name}) = {self.last_score:.2f}",
