@@ -35,13 +35,16 @@ import torch
 from torch import nn
 
 from .. import hooks, viz
+from ..attribution import window_starts
 from .recipes import (
+    METHODS,
     Explanation,
     class_names_of,
     explain,
     explanation_figure,
     gallery,
     gallery_defaults,
+    occlusion_window,
 )
 
 logger = logging.getLogger("gradviz_lab.widgets")
@@ -273,17 +276,13 @@ class Dashboard(widgets.VBox):
     @staticmethod
     def expected_images(method: str, image: torch.Tensor, knobs: dict) -> int:
         """About how many images a long method pushes through the model (for the progress bar)."""
-        from ..attribution import window_starts
-        from .recipes import METHODS
-
         k = {**METHODS[method], **knobs}
         if method == "smoothgrad":
             return int(k["n_samples"]) + 2
         if method == "integrated-gradients":
             return int(k["steps"]) + 4
         height, width = image.shape[-2:]
-        window = max(1, min(height, width) // 4) if k["window"] is None else k["window"]
-        stride = max(1, window // 4) if k["stride"] is None else k["stride"]
+        window, stride = occlusion_window(k, height, width)
         return (
             len(window_starts(height, window, stride)) * len(window_starts(width, window, stride))
             + 3

@@ -27,7 +27,7 @@ from torch import nn
 
 from .. import attribution, data, hooks, models
 from .._checks import resolve_layer
-from ..attribution.integrated import blurred
+from ..attribution.integrated import make_baseline
 from ..viz import show_grid, to_2d
 
 LAB_MODELS = ("digits", "shapes", "shapes-tagged")
@@ -205,7 +205,7 @@ def baseline_image(x: torch.Tensor, name: str) -> torch.Tensor:
     if name == "mean":
         return x.mean(dim=(2, 3), keepdim=True).expand_as(x).contiguous()
     if name == "blur":
-        return blurred(x, sigma=0.1 * min(x.shape[-2:]))
+        return make_baseline(x, "blur")
     raise ValueError(f"baseline must be one of {list(BASELINES)}, got {name!r}")
 
 
@@ -282,10 +282,16 @@ def _as_map(t: torch.Tensor) -> np.ndarray:
 
 
 # Each recipe runs one method on x (1, C, H, W) for class c and fills in the Explanation.
-def _occlusion(model, x, c, knobs, result: Explanation) -> None:
-    # None: chosen from the image (a 0 goes on to occlusion, which says what is wrong with it)
-    window = max(1, min(x.shape[-2:]) // 4) if knobs["window"] is None else knobs["window"]
+def occlusion_window(knobs: dict[str, Any], height: int, width: int) -> tuple[int, int]:
+    """The occlusion (window, stride) of ``knobs``; None chooses from the image: a quarter of its
+    side, a quarter of the window. (A 0 goes on to occlusion, which says what is wrong with it.)"""
+    window = max(1, min(height, width) // 4) if knobs["window"] is None else knobs["window"]
     stride = max(1, window // 4) if knobs["stride"] is None else knobs["stride"]
+    return window, stride
+
+
+def _occlusion(model, x, c, knobs, result: Explanation) -> None:
+    window, stride = occlusion_window(knobs, *x.shape[-2:])
     fill = baseline_image(x, knobs["baseline"])
     drop = attribution.occlusion(model, x, c, window=window, stride=stride, baseline=fill)
     result.maps[f"occlusion {window}×{window} /{stride}"] = _as_map(drop)
