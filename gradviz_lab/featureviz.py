@@ -41,6 +41,7 @@ from torch import nn
 
 from . import hooks
 from ._checks import (
+    check_image_batch,
     check_images,
     check_model,
     check_number,
@@ -106,7 +107,7 @@ def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     Separable: one 1-D kernel exp(-t^2 / 2 sigma^2), normalised to sum 1, along rows then
     columns; edges are reflected so the border does not darken. sigma = 0 returns the images.
     """
-    check_images(nn.Identity(), images, "images")  # a finite float (B, C, H, W) batch; no model here
+    check_image_batch(images, "images")
     sigma = check_number(sigma, "sigma", minimum=0.0)
     if sigma == 0:
         return images
