@@ -14,7 +14,7 @@ from . import __version__
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "exercises": ("gradviz_lab.exercises", "generate exercises/ from solutions/ (or --check for staleness)"),
-    "train": ("gradviz_lab.train", "train a lab model (digits, shapes, shapes-tagged) into data/models/"),
+    "train": ("gradviz_lab.train", "train a lab model (digits, shapes, shapes-tagged, shapes-softplus) into data/models/"),
     "explain": ("gradviz_lab.explain", "write the figure explaining one image (model, method, target, knobs) to a PNG"),
     "gradient-flow": ("gradviz_lab.diagnostics", "vanishing gradients: train deep sigmoid/relu/batchnorm/residual nets, plot the flow"),
 }

@@ -208,6 +208,10 @@ class FunctionalReLUWarning(UserWarning):
     """The model calls relu as a function, which a hook on nn.ReLU modules cannot change."""
 
 
+class NoReLUWarning(UserWarning):
+    """The model has no ReLU at all (e.g. softplus activations): a ReLU rule changes nothing."""
+
+
 _FUNCTIONAL_RELUS = {F.relu, F.relu_, torch.relu, torch.relu_, torch.Tensor.relu,
                      torch.Tensor.relu_}
 
@@ -240,8 +244,10 @@ def relu_backward_rule(model: nn.Module, rule: ReluRule) -> Iterator[None]:
     Limits, said plainly: only ``nn.ReLU`` modules are changed. A relu called as a function
     (``F.relu``, ``torch.relu``, ``x.relu()``) cannot be hooked; such calls are detected during
     the forward pass and reported with a ``FunctionalReLUWarning``, and through them the plain
-    gradient flows. ReLU variants (``nn.ReLU6``, ``nn.LeakyReLU``, ``clamp(min=0)``) are neither
-    changed nor detected.
+    gradient flows. A model with no ReLU at all (no module, no functional call) gets a
+    ``NoReLUWarning``: the block changes nothing. ReLU variants and other activations
+    (``nn.ReLU6``, ``nn.LeakyReLU``, ``nn.Softplus``, ``clamp(min=0)``) are neither changed nor
+    detected.
     """
     relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
     kept_inputs: dict[int, list[torch.Tensor]] = {id(m): [] for m in relus}
@@ -278,6 +284,14 @@ def relu_backward_rule(model: nn.Module, rule: ReluRule) -> Iterator[None]:
             "torch.relu or x.relu()); only nn.ReLU modules can be changed, so the plain gradient "
             "flowed through those calls. Use nn.ReLU modules for deconvnet/guided backprop.",
             FunctionalReLUWarning,
+            stacklevel=4,
+        )
+    elif not relus:
+        warnings.warn(
+            f"{type(model).__name__} has no nn.ReLU module and calls no relu, so the backward rule "
+            "changed nothing: deconvnet and guided backprop are rules for ReLUs, and here they "
+            "equal the plain gradient.",
+            NoReLUWarning,
             stacklevel=4,
         )
 

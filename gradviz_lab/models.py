@@ -8,10 +8,14 @@ Lab models (trained by ``gradviz train NAME``, weights in ``data/models/NAME.pt`
   activation map (CAM, Zhou et al. 2016) equals Grad-CAM up to a positive scale.
 - ``"shapes-tagged"``: the same CNN trained on the tagged shapes, where every circle carries a small
   magenta mark: it learns the mark instead of the shape (a "Clever Hans" model).
+- ``"shapes-softplus"``: the shapes CNN with a smooth softplus in place of every ReLU, trained the
+  same way. It exists for integrated gradients (lesson 06): without the ReLU kinks the path
+  integrand is smooth, so the quadrature converges much faster. It has no ReLU to hook, so
+  deconvnet and guided backprop do not apply to it.
 
-Every model here takes images in [0, 1] directly (normalisation, if any, is inside the model) and
-uses separate ``nn.ReLU`` modules (never functional relu), so guided backprop and deconvnet can
-hook them. ``imagenet_model(name)`` wraps torchvision's VGG16/19, AlexNet and ResNet18/50 the same
+Every model here takes images in [0, 1] directly (normalisation, if any, is inside the model) and,
+except ``"shapes-softplus"``, uses separate ``nn.ReLU`` modules (never functional relu), so guided
+backprop and deconvnet can hook them. ``imagenet_model(name)`` wraps torchvision's VGG16/19, AlexNet and ResNet18/50 the same
 way, with pretrained weights when torch's cache has them and a clear message when it does not.
 """
 
@@ -69,8 +73,10 @@ class DigitsCNN(nn.Module):
 SHAPES_PLAN: tuple[int | str, ...] = (16, "M", 32, "M", 64, 64)
 
 
-def vgg_features(plan: tuple[int | str, ...], in_channels: int, batch_norm: bool = False) -> nn.Sequential:
-    """conv-(BatchNorm)-ReLU for each number in ``plan``, a max pool for each "M"."""
+def vgg_features(
+    plan: tuple[int | str, ...], in_channels: int, batch_norm: bool = False, activation: type[nn.Module] = nn.ReLU
+) -> nn.Sequential:
+    """conv-(BatchNorm)-activation (ReLU by default) for each number in ``plan``, a max pool for each "M"."""
     layers: list[nn.Module] = []
     for step in plan:
         if step == "M":
@@ -79,7 +85,7 @@ def vgg_features(plan: tuple[int | str, ...], in_channels: int, batch_norm: bool
         layers.append(nn.Conv2d(in_channels, int(step), kernel_size=3, padding=1))
         if batch_norm:
             layers.append(nn.BatchNorm2d(int(step)))
-        layers.append(nn.ReLU())
+        layers.append(activation())
         in_channels = int(step)
     return nn.Sequential(*layers)
 
@@ -101,10 +107,11 @@ class ShapesCNN(nn.Module):
     """
 
     classes = SHAPE_CLASSES
+    activation: type[nn.Module] = nn.ReLU
 
     def __init__(self, batch_norm: bool = False) -> None:
         super().__init__()
-        self.features = vgg_features(SHAPES_PLAN, in_channels=3, batch_norm=batch_norm)
+        self.features = vgg_features(SHAPES_PLAN, in_channels=3, batch_norm=batch_norm, activation=self.activation)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(int(SHAPES_PLAN[-1]), len(SHAPE_CLASSES))
 
@@ -112,10 +119,32 @@ class ShapesCNN(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
+class Softplus4(nn.Softplus):
+    """softplus(z) = log(1 + exp(4 z)) / 4: a ReLU with its kink at 0 rounded off (over |z| < ~0.5),
+    smooth everywhere, with derivative sigmoid(4 z) instead of the step 1{z > 0}."""
+
+    def __init__(self) -> None:
+        super().__init__(beta=4.0)
+
+
+class SoftplusShapesCNN(ShapesCNN):
+    """``ShapesCNN`` with every ReLU replaced by ``Softplus4``; everything else is the same.
+
+    Why it exists: along the integrated-gradients path x' + alpha (x - x') a ReLU network is
+    piecewise linear in alpha, so the integrand dF/dalpha jumps wherever a unit switches and every
+    quadrature rule converges only like 1/steps. Softplus removes those jumps (the max pools still
+    switch, with much smaller jumps), so the same 64 Gauss-Legendre steps give a ~20x smaller
+    completeness error (lesson 06). Guided backprop and deconvnet, defined on ReLUs, do not apply.
+    """
+
+    activation = Softplus4
+
+
 LAB_MODELS: dict[str, type[nn.Module]] = {
     "digits": DigitsCNN,
     "shapes": ShapesCNN,
     "shapes-tagged": ShapesCNN,
+    "shapes-softplus": SoftplusShapesCNN,
 }
 MODELS_DIR = DATA_DIR / "models"
 
@@ -140,7 +169,7 @@ def lab_weights_path(name: str, weights_dir: str | os.PathLike | None = None) ->
 def load_lab_model(
     name: str, *, device: str | torch.device = "cpu", weights_dir: str | os.PathLike | None = None
 ) -> nn.Module:
-    """A trained lab model ("digits", "shapes" or "shapes-tagged"), in eval mode, on ``device``.
+    """A trained lab model (a name of ``LAB_MODELS``), in eval mode, on ``device``.
 
     The state dict is read with ``torch.load(..., weights_only=True)``: tensors only, no pickled
     code. Its accuracy and training settings are in the JSON file beside it (``lab_model_card``).

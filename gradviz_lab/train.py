@@ -1,4 +1,4 @@
-"""Reproducible training of the lab models: ``gradviz train digits|shapes|shapes-tagged``.
+"""Reproducible training of the lab models: ``gradviz train digits|shapes|shapes-tagged|shapes-softplus``.
 
 Each recipe is a few epochs of AdamW with a one-cycle learning-rate schedule (warm-up, then cosine
 decay) on the CPU, seeded end to end (initialisation, data, shuffling, augmentation), with
@@ -8,7 +8,7 @@ and a model card (accuracy, recipe, time, checksum) to ``data/models/NAME.json``
 
 What each model is evaluated on:
 - digits: the 1,000 shipped MNIST test digits (never seen in training);
-- shapes: 1,000 fresh shapes from a seed used nowhere in training;
+- shapes, shapes-softplus: 1,000 fresh shapes from a seed used nowhere in training;
 - shapes-tagged: the same fresh shapes with and without the mark: a model that learned the mark
   instead of the circle loses most of its circles when the mark is removed.
 """
@@ -65,6 +65,10 @@ RECIPES: dict[str, Recipe] = {
     "shapes-tagged": Recipe(
         epochs=6, batch_size=64, lr=3e-3, weight_decay=1e-4, n_train=6000, augment="none", batch_norm=True,
         tag_prob=1.0,
+    ),
+    # The shapes recipe unchanged: only the activation differs (models.SoftplusShapesCNN).
+    "shapes-softplus": Recipe(
+        epochs=6, batch_size=64, lr=3e-3, weight_decay=1e-4, n_train=6000, augment="none", batch_norm=True
     ),
 }
 SHAPES_TRAIN_SEED = 0
@@ -213,9 +217,9 @@ def deterministic(threads: int) -> Iterator[None]:
 def model_to_train(name: str, recipe: Recipe) -> nn.Module:
     if not recipe.batch_norm:
         return build_lab_model(name)
-    if LAB_MODELS[name] is not ShapesCNN:
+    if not issubclass(LAB_MODELS[name], ShapesCNN):
         raise ValueError(f"batch_norm=True is for the shapes models, not {name!r}")
-    return ShapesCNN(batch_norm=True)
+    return LAB_MODELS[name](batch_norm=True)
 
 
 @torch.no_grad()
@@ -224,11 +228,12 @@ def fold_batch_norm(trained: ShapesCNN) -> ShapesCNN:
 
     In eval mode BatchNorm is a fixed affine map per channel, y = s (z - mu) + beta with
     s = gamma / sqrt(var + eps), so it merges into the conv before it (Ioffe & Szegedy 2015):
-    W' = s W,  b' = s (b - mu) + beta. The result has only conv, ReLU, pooling and linear layers.
+    W' = s W,  b' = s (b - mu) + beta. The result has only conv, activation, pooling and linear
+    layers, and is of the same class as ``trained`` (``ShapesCNN`` or ``SoftplusShapesCNN``).
     """
     layers = list(trained.features)
     pairs = [(conv, bn) for conv, bn in zip(layers, layers[1:]) if isinstance(bn, nn.BatchNorm2d)]
-    plain = ShapesCNN()
+    plain = type(trained)()
     convs = [m for m in plain.features if isinstance(m, nn.Conv2d)]
     if len(pairs) != len(convs) or not all(isinstance(conv, nn.Conv2d) for conv, _ in pairs):
         raise ValueError("expected a ShapesCNN(batch_norm=True): one BatchNorm after every conv")

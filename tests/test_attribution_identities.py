@@ -14,6 +14,7 @@ from test_core_nets import (
     varied_images,
 )
 
+from gradviz_lab import hooks
 from gradviz_lab.attribution import (
     deconvnet,
     gradcam,
@@ -119,10 +120,13 @@ def test_occlusion_of_a_linear_model_is_analytic(window, stride):
 def test_without_relus_deconvnet_and_guided_backprop_are_the_gradient():
     model, x = smooth_cnn(), images(3)
     grad = input_gradient(model, x, [0, 1, 3])
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # and no functional-relu warning for a model without relu
-        assert torch.equal(deconvnet(model, x, [0, 1, 3]), grad)
-        assert torch.equal(guided_backprop(model, x, [0, 1, 3]), grad)
+    for method in (deconvnet, guided_backprop):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert torch.equal(method(model, x, [0, 1, 3]), grad)
+        # one warning, saying so: a model without any relu (not the functional-relu warning)
+        assert [type(w.message) for w in caught] == [hooks.NoReLUWarning], [str(w.message) for w in caught]
+        assert "no nn.ReLU module" in str(caught[0].message) and "plain gradient" in str(caught[0].message)
 
 
 def test_gradcam_on_global_average_pooling_is_cam_up_to_a_positive_scale():

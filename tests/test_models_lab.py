@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 
 import pytest
@@ -14,6 +15,8 @@ from gradviz_lab.models import (
     LAB_MODELS,
     DigitsCNN,
     ShapesCNN,
+    Softplus4,
+    SoftplusShapesCNN,
     build_lab_model,
     lab_model_card,
     lab_weights_path,
@@ -41,6 +44,37 @@ def test_shapes_cnn_is_vgg_like_with_gap_and_linear_head():
     x = torch.rand(2, 3, 64, 64)
     assert model.features(x).shape == (2, 64, 16, 16)
     assert model(x).shape == (2, len(SHAPE_CLASSES)) and model.classes == SHAPE_CLASSES
+
+
+def test_softplus4_by_hand():
+    """softplus(z) = log(1 + exp(4 z)) / 4: log(2)/4 at 0, slope sigmoid(4 z), within log(2)/4 of ReLU."""
+    z = torch.tensor([-3.0, -0.5, 0.0, 0.5, 3.0], dtype=torch.float64, requires_grad=True)
+    y = Softplus4()(z)
+    by_hand = torch.tensor([math.log1p(math.exp(4 * v)) / 4 for v in (-3.0, -0.5, 0.0, 0.5, 3.0)], dtype=torch.float64)
+    assert torch.allclose(y, by_hand)
+    assert y[2].item() == pytest.approx(math.log(2) / 4)
+    (slope,) = torch.autograd.grad(y.sum(), z)
+    assert torch.allclose(slope, torch.sigmoid(4 * z.detach()))
+    assert ((y - torch.relu(z)).abs() <= math.log(2) / 4 + 1e-12).all()
+
+
+def test_softplus_shapes_cnn_is_the_shapes_cnn_with_softplus_for_relu():
+    """Same layers in the same places (so the same state-dict keys and shapes: one training
+    recipe, one folding), with a Softplus4 wherever ShapesCNN has a ReLU and no ReLU left."""
+    relu_net, softplus_net = ShapesCNN(), SoftplusShapesCNN()
+    pairs = list(zip(relu_net.modules(), softplus_net.modules(), strict=True))[1:]  # [0]: the nets
+    for a, b in pairs:
+        assert type(b) is (Softplus4 if type(a) is nn.ReLU else type(a))
+    assert not any(isinstance(m, nn.ReLU) for m in softplus_net.modules())
+    assert {k: v.shape for k, v in relu_net.state_dict().items()} == {
+        k: v.shape for k, v in softplus_net.state_dict().items()
+    }
+    # With the ReLU net's weights, the two differ only through the activation
+    softplus_net.load_state_dict(relu_net.state_dict())
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert softplus_net(x).shape == relu_net(x).shape == (2, len(SHAPE_CLASSES))
+        assert not torch.allclose(softplus_net(x), relu_net(x))
 
 
 @pytest.mark.parametrize("model", [DigitsCNN(), ShapesCNN()], ids=["digits", "shapes"])
@@ -72,9 +106,10 @@ def test_shapes_logits_are_a_linear_function_of_the_mean_feature_maps():
 
 
 def test_lab_model_names_and_errors(tmp_path):
-    assert set(LAB_MODELS) == {"digits", "shapes", "shapes-tagged"}
+    assert set(LAB_MODELS) == {"digits", "shapes", "shapes-tagged", "shapes-softplus"}
     assert isinstance(build_lab_model("shapes-tagged"), ShapesCNN)
-    with pytest.raises(ValueError, match="digits, shapes, shapes-tagged"):
+    assert type(build_lab_model("shapes-softplus")) is SoftplusShapesCNN
+    with pytest.raises(ValueError, match="digits, shapes, shapes-tagged, shapes-softplus"):
         build_lab_model("cifar")
     with pytest.raises(FileNotFoundError, match="gradviz train shapes"):
         load_lab_model("shapes", weights_dir=tmp_path)
@@ -142,6 +177,13 @@ def test_shipped_digits_model_is_at_least_98_percent_on_the_shipped_test_split()
 def test_shipped_shapes_model_is_at_least_98_percent_on_fresh_shapes():
     shapes = make_shapes(600, FRESH_SEED)
     assert _accuracy(load_lab_model("shapes"), shapes.images, shapes.labels) >= 0.98
+
+
+def test_shipped_softplus_shapes_model_is_at_least_98_percent_on_fresh_shapes():
+    model = load_lab_model("shapes-softplus")
+    assert type(model) is SoftplusShapesCNN
+    shapes = make_shapes(600, FRESH_SEED)
+    assert _accuracy(model, shapes.images, shapes.labels) >= 0.98
 
 
 def test_tagged_model_learned_the_shortcut():

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from gradviz_lab import cli, train
-from gradviz_lab.models import ShapesCNN, lab_weights_path, load_lab_model
+from gradviz_lab.models import ShapesCNN, SoftplusShapesCNN, lab_weights_path, load_lab_model
 from gradviz_lab.attribution.integrated import blurred
 from gradviz_lab.train import (
     RECIPES,
@@ -96,6 +96,17 @@ def test_tagged_card_reports_the_drop(tmp_path, monkeypatch):
     assert card["evaluated_on"] == f"make_shapes(200, seed={train.SHAPES_TEST_SEED})"
 
 
+def test_softplus_model_trains_folds_and_loads_as_softplus(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "SHAPES_TEST_SIZE", 200)
+    recipe = dataclasses.replace(RECIPES["shapes-softplus"], epochs=1, n_train=128, threads=1)
+    card = train_lab_model("shapes-softplus", recipe, tmp_path, progress=False)
+    assert card["architecture"] == "SoftplusShapesCNN"
+    assert RECIPES["shapes"] == RECIPES["shapes-softplus"]  # only the activation differs
+    model = load_lab_model("shapes-softplus", weights_dir=tmp_path)
+    assert type(model) is SoftplusShapesCNN
+    assert not any(isinstance(m, (nn.ReLU, nn.BatchNorm2d)) for m in model.modules())
+
+
 def test_accuracy_counts_argmax_hits_and_keeps_the_mode():
     class Fixed(torch.nn.Module):
         def forward(self, x):
@@ -141,10 +152,12 @@ def test_cli_rejects_bad_values(tmp_path):
         cli.main(["train", "cifar"])  # argparse: invalid choice
 
 
-def test_folding_batch_norm_keeps_the_function():
-    """The shipped shapes models are trained with BatchNorm, then folded: same outputs, no BN."""
+@pytest.mark.parametrize("architecture", [ShapesCNN, SoftplusShapesCNN])
+def test_folding_batch_norm_keeps_the_function(architecture):
+    """The shipped shapes models are trained with BatchNorm, then folded: same outputs, no BN,
+    and the same class (a folded softplus model must stay softplus)."""
     torch.manual_seed(0)
-    trained = ShapesCNN(batch_norm=True)
+    trained = architecture(batch_norm=True)
     with torch.no_grad():  # statistics and affine parameters far from the identity
         for module in trained.modules():
             if isinstance(module, nn.BatchNorm2d):
@@ -154,9 +167,9 @@ def test_folding_batch_norm_keeps_the_function():
                 module.bias.uniform_(-0.3, 0.3)
     trained.eval()
     folded = fold_batch_norm(trained)
-    assert type(folded) is ShapesCNN and not folded.training
+    assert type(folded) is architecture and not folded.training
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
-    assert list(folded.state_dict()) == list(ShapesCNN().state_dict())  # loadable by load_lab_model
+    assert list(folded.state_dict()) == list(architecture().state_dict())  # loadable by load_lab_model
     x = torch.rand(4, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(folded(x), trained(x), atol=1e-5)

@@ -437,6 +437,13 @@ def test_warnings_while_computing_are_shown_in_the_caption():
     assert "relu as a function" in dash.caption.value
 
 
+def test_the_softplus_lab_model_says_the_relu_rules_do_not_apply():
+    """shapes-softplus has no ReLU: the ReLU-rules dashboard must say its maps are plain gradients."""
+    dash = relu_rules_dashboard(gallery_name="shapes-softplus")
+    assert dash.last_error is None
+    assert "warning:" in dash.caption.value and "no nn.ReLU module" in dash.caption.value
+
+
 # ---------------------------------------------------------------- the lab model
 def test_gradcam_of_the_shapes_model_follows_the_class_on_two_object_images():
     from gradviz_lab import data, models

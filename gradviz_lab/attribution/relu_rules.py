@@ -8,7 +8,9 @@ For a ReLU x = max(0, s) and the gradient g = dl/dx arriving from above, what fl
 
 Every other layer back-propagates as usual. Only ``nn.ReLU`` modules can be changed (see
 ``gradviz_lab.hooks.relu_backward_rule``): a model that calls ``F.relu`` / ``torch.relu`` in its
-forward gets a ``FunctionalReLUWarning``, and the plain gradient flows through those calls.
+forward gets a ``FunctionalReLUWarning``, and the plain gradient flows through those calls; a
+model without any ReLU (softplus, GELU, ...) gets a ``NoReLUWarning``, and its result is the plain
+gradient.
 """
 
 from __future__ import annotations

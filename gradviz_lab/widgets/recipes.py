@@ -30,7 +30,7 @@ from .._checks import resolve_layer
 from ..attribution.integrated import make_baseline
 from ..viz import show_grid, to_2d
 
-LAB_MODELS = ("digits", "shapes", "shapes-tagged")
+LAB_MODELS = ("digits", "shapes", "shapes-tagged", "shapes-softplus")
 IMAGENET_MODELS = ("vgg16", "vgg19", "alexnet", "resnet18", "resnet50")
 
 # method -> its knobs and their defaults. None means "chosen from the image": the occlusion
@@ -60,7 +60,7 @@ GALLERY_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 
 def gallery_defaults(method: str, gallery_name: str | None) -> dict[str, Any]:
     """The knobs of ``method`` whose default differs for the model of gallery ``gallery_name``
-    ("shapes" and "shapes-tagged" share the shapes entry; None: a caller's own model, none)."""
+    (every "shapes..." model shares the shapes entry; None: a caller's own model, none)."""
     family = "shapes" if (gallery_name or "").startswith("shapes") else gallery_name
     return dict(GALLERY_DEFAULTS.get(family or "", {}).get(method, {}))
 
@@ -111,6 +111,8 @@ def gallery(name: str = "shapes", *, random_weights: bool = False) -> Gallery:
     shapes         the shapes CNN, one image per class, then three two-object images
     shapes-tagged  the shortcut model: the shapes gallery, plus each class with the spurious
                    tag (the tagged class's mark) painted on
+    shapes-softplus  the shapes CNN with softplus instead of ReLU (for integrated gradients),
+                   on the shapes gallery
     vgg16, ...     an ImageNet model (random weights if asked) and the shipped photos, 224x224
     """
     if name == "digits":
@@ -120,7 +122,7 @@ def gallery(name: str = "shapes", *, random_weights: bool = False) -> Gallery:
         return Gallery(
             models.load_lab_model("digits"), images[first], names, list(data.DIGIT_CLASSES)
         )
-    if name in ("shapes", "shapes-tagged"):
+    if name in ("shapes", "shapes-tagged", "shapes-softplus"):
         return _shapes_gallery(name)
     if name in IMAGENET_MODELS:
         model = models.imagenet_model(name, pretrained=not random_weights)
