@@ -1,6 +1,7 @@
 """Not a speed benchmark: how well lab models suit the evaluation of issue 7, side by side.
 
-For the shapes models in each weights folder given (default: the shipped ``data/models``) it prints
+For the shapes models (``shapes``, ``shapes-tagged``, ``shapes-softplus``) in each weights folder
+given (default: the shipped ``data/models``) it prints
 - integrated gradients' relative completeness error |delta| / |F(x) - F(x')| at 64 Gauss-Legendre
   steps, in float64, over 8 images (mean and worst), with the blur and the black baseline;
 - deletion AUC of the ground-truth mask and of a random map (16 images; a low AUC is good), with
@@ -62,7 +63,7 @@ def noise_robustness(model: torch.nn.Module, sigma: float) -> float:
 def main(folders: list[str]) -> None:
     torch.set_num_threads(1)
     for folder in folders or [str(MODELS_DIR)]:
-        for name in ("shapes", "shapes-tagged"):
+        for name in ("shapes", "shapes-tagged", "shapes-softplus"):
             if not lab_weights_path(name, folder).is_file():
                 print(f"{folder}: no {name} weights, skipped")
                 continue
