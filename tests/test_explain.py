@@ -389,7 +389,7 @@ def test_default_grad_cam_layer_works_on_resnets_and_matches_the_attribution_def
 def test_shapes_defaults_are_the_same_in_the_cli_and_the_dashboards(tmp_path, monkeypatch):
     """gradviz explain on a shapes image uses the shapes models' defaults, as their dashboards;
     an option given on the command line still wins."""
-    from gradviz_lab.widgets import occlusion_dashboard, smoothgrad_dashboard
+    from gradviz_lab.widgets import integrated_gradients_dashboard, occlusion_dashboard, smoothgrad_dashboard
 
     seen = []
     real_explain = recipes.explain
@@ -404,6 +404,8 @@ def test_shapes_defaults_are_the_same_in_the_cli_and_the_dashboards(tmp_path, mo
     assert cli.main(["explain", "shapes:0", "--method", "occlusion", "--out", out]) == 0
     assert cli.main(["explain", "shapes:0", "--method", "smoothgrad", "--sigma", "0.3", "--out", out]) == 0
     assert cli.main(["explain", "digits:0", "--model", "digits", "--method", "smoothgrad", "--out", out]) == 0
+    assert cli.main(["explain", "shapes:0", "--method", "integrated-gradients", "--steps", "4", "--out", out]) == 0
     assert seen[0]["sigma"] == smoothgrad_dashboard().controls["sigma"].value == 0.05
     assert seen[1]["baseline"] == occlusion_dashboard().controls["baseline"].value == "mean"
     assert seen[2]["sigma"] == 0.3 and "sigma" not in seen[3]  # digits: the general default
+    assert seen[4]["baseline"] == integrated_gradients_dashboard().controls["baseline"].value == "blur"

@@ -51,10 +51,16 @@ METHODS: dict[str, dict[str, Any]] = {
 BASELINES = ("black", "grey", "mean", "blur")  # what replaces the image: occlusion and IG
 
 # Defaults that depend on the model a gallery comes with. The shapes models recognise fewer and
-# fewer of their noisy copies above about 5 % noise (lesson 3), and on their coloured backgrounds a
-# black window draws a new dark shape instead of removing information (lesson 1).
+# fewer of their noisy copies above about 5 % noise (lesson 3); on their coloured backgrounds a
+# black window draws a new dark shape instead of removing information (lesson 1); and they score
+# the black image highly for some classes (a circle, mostly), so integrated gradients from black
+# has almost nothing to attribute for those (lesson 6): the blurred image is their IG baseline.
 GALLERY_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
-    "shapes": {"smoothgrad": {"sigma": 0.05}, "occlusion": {"baseline": "mean"}},
+    "shapes": {
+        "smoothgrad": {"sigma": 0.05},
+        "occlusion": {"baseline": "mean"},
+        "integrated-gradients": {"baseline": "blur"},
+    },
 }
 
 
