@@ -15,8 +15,9 @@ Lab models (trained by ``gradviz train NAME``, weights in ``data/models/NAME.pt`
 
 Every model here takes images in [0, 1] directly (normalisation, if any, is inside the model) and,
 except ``"shapes-softplus"``, uses separate ``nn.ReLU`` modules (never functional relu), so guided
-backprop and deconvnet can hook them. ``imagenet_model(name)`` wraps torchvision's VGG16/19, AlexNet and ResNet18/50 the same
-way, with pretrained weights when torch's cache has them and a clear message when it does not.
+backprop and deconvnet can hook them. ``imagenet_model(name)`` wraps torchvision's VGG16/19,
+AlexNet and ResNet18/50 the same way, with pretrained weights when torch's cache has them and a
+clear message when it does not.
 """
 
 from __future__ import annotations
@@ -74,9 +75,13 @@ SHAPES_PLAN: tuple[int | str, ...] = (16, "M", 32, "M", 64, 64)
 
 
 def vgg_features(
-    plan: tuple[int | str, ...], in_channels: int, batch_norm: bool = False, activation: type[nn.Module] = nn.ReLU
+    plan: tuple[int | str, ...],
+    in_channels: int,
+    batch_norm: bool = False,
+    activation: type[nn.Module] = nn.ReLU,
 ) -> nn.Sequential:
-    """conv-(BatchNorm)-activation (ReLU by default) for each number in ``plan``, a max pool for each "M"."""
+    """conv-(BatchNorm)-activation (ReLU by default) for each number in ``plan``, a max pool for
+    each "M"."""
     layers: list[nn.Module] = []
     for step in plan:
         if step == "M":
@@ -111,7 +116,9 @@ class ShapesCNN(nn.Module):
 
     def __init__(self, batch_norm: bool = False) -> None:
         super().__init__()
-        self.features = vgg_features(SHAPES_PLAN, in_channels=3, batch_norm=batch_norm, activation=self.activation)
+        self.features = vgg_features(
+            SHAPES_PLAN, in_channels=3, batch_norm=batch_norm, activation=self.activation
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(int(SHAPES_PLAN[-1]), len(SHAPE_CLASSES))
 
