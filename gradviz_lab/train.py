@@ -57,19 +57,14 @@ class Recipe:
     threads: int = 1
 
 
+SHAPES_RECIPE = Recipe(
+    epochs=6, batch_size=64, lr=3e-3, weight_decay=1e-4, n_train=6000, augment="none", batch_norm=True
+)
 RECIPES: dict[str, Recipe] = {
     "digits": Recipe(epochs=30, batch_size=64, lr=5e-3, weight_decay=1e-4, n_train=4000, augment="affine"),
-    "shapes": Recipe(
-        epochs=6, batch_size=64, lr=3e-3, weight_decay=1e-4, n_train=6000, augment="none", batch_norm=True
-    ),
-    "shapes-tagged": Recipe(
-        epochs=6, batch_size=64, lr=3e-3, weight_decay=1e-4, n_train=6000, augment="none", batch_norm=True,
-        tag_prob=1.0,
-    ),
-    # The shapes recipe unchanged: only the activation differs (models.SoftplusShapesCNN).
-    "shapes-softplus": Recipe(
-        epochs=6, batch_size=64, lr=3e-3, weight_decay=1e-4, n_train=6000, augment="none", batch_norm=True
-    ),
+    "shapes": SHAPES_RECIPE,
+    "shapes-tagged": dataclasses.replace(SHAPES_RECIPE, tag_prob=1.0),
+    "shapes-softplus": SHAPES_RECIPE,  # only the activation differs (models.SoftplusShapesCNN)
 }
 SHAPES_TRAIN_SEED = 0
 SHAPES_TEST_SEED = 12345  # fresh images: no training run uses this seed

@@ -3,8 +3,8 @@
 Each function returns a dashboard, which is an ``ipywidgets.VBox``: make it the last expression
 of a cell and it shows itself (or ``display(dash)``). With no arguments it loads the lab model
 and shipped images of ``gallery_name`` ("shapes" by default; "digits", "shapes-tagged",
-"shapes-softplus", or an ImageNet model name with the shipped photos); pass ``model``, ``images`` (N, C, H, W) in [0, 1]
-and ``class_names`` to explain your own.
+"shapes-softplus", or an ImageNet model name with the shipped photos); pass ``model``,
+``images`` (N, C, H, W) in [0, 1] and ``class_names`` to explain your own.
 
     from gradviz_lab.widgets import gradcam_dashboard
     gradcam_dashboard()                        # Grad-CAM of the shapes model, live

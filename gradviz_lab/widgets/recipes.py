@@ -128,7 +128,7 @@ def gallery(name: str = "shapes", *, random_weights: bool = False) -> Gallery:
         return Gallery(
             models.load_lab_model("digits"), images[first], names, list(data.DIGIT_CLASSES)
         )
-    if name in ("shapes", "shapes-tagged", "shapes-softplus"):
+    if name in LAB_MODELS and name.startswith("shapes"):  # the shapes family, as gallery_defaults
         return _shapes_gallery(name)
     if name in IMAGENET_MODELS:
         model = models.imagenet_model(name, pretrained=not random_weights)
