@@ -14,11 +14,12 @@ endif
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 PYTEST_ARGS ?=
 
-.PHONY: help setup lab test unit nbval bench exercises system-deps clean
+.PHONY: help setup lab test test-portable unit nbval bench exercises system-deps clean
 
 help:
 	@echo "make lab          set up .venv, then start JupyterLab on notebooks/ (127.0.0.1, token)"
 	@echo "make test         set up .venv, then run unit tests and nbval on notebooks/ and solutions/"
+	@echo "make test-portable nbval on notebooks/ and solutions/ again, as on other CPUs (tests/emulate_cpu.py)"
 	@echo "make bench        run the benchmarks in benchmarks/"
 	@echo "make exercises    regenerate exercises/ from solutions/"
 	@echo "make system-deps  (root) Debian packages for the browser test: chromium"
@@ -45,11 +46,22 @@ lab: setup
 	    --ServerApp.root_dir=. --ServerApp.default_url=/lab/tree/notebooks \
 	    --IdentityProvider.token=$(GRADVIZ_TOKEN)
 
+NBVAL := --nbval --nbval-current-env --nbval-sanitize-with nbval_sanitize.cfg
+# The emulated CPUs of test-portable (names of tests/emulate_cpu.py's SETTINGS).
+PORTABLE_CPUS ?= sse41 avx2
+
 # One pytest run, so one summary line: unit tests, then nbval over lessons and solutions
 # (stored text outputs compared; volatile parts sanitised by nbval_sanitize.cfg).
 test: setup
-	$(BIN)/python -m pytest tests notebooks solutions \
-	    --nbval --nbval-current-env --nbval-sanitize-with nbval_sanitize.cfg $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests notebooks solutions $(NBVAL) $(PYTEST_ARGS)
+
+# The stored outputs must not depend on the CPU that made them: nbval again, once per emulated
+# CPU (other kernels of ATen, oneDNN and MKL, another thread count). CI runs it after `test`.
+test-portable: setup
+	@for cpu in $(PORTABLE_CPUS); do \
+	    $(BIN)/python tests/emulate_cpu.py $$cpu -- $(BIN)/python -m pytest notebooks solutions $(NBVAL) \
+	        $(PYTEST_ARGS) || exit 1; \
+	done
 
 bench: setup
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

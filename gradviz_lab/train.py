@@ -319,6 +319,9 @@ def train_lab_model(
         "train_seconds": round(seconds, 1),  # wall clock: longer when other processes share the CPU
         "train_cpu_seconds": round(cpu_seconds, 1),
         "torch": torch.__version__,
+        # The kernels PyTorch chose for this CPU: retraining reproduces the weights bit for bit only
+        # with the same torch release *and* the same kernels (another CPU rounds sums differently).
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "command": f"gradviz train {name}",
         "weights_sha256": sha256(path),
     }

@@ -127,6 +127,14 @@ def test_randomised_copy_of_a_double_model_keeps_dtype():
     assert all(p.dtype == torch.float64 for p in copy.parameters())
 
 
+def test_a_double_model_gets_the_float32_draw_exactly():
+    # The lessons randomise float64 copies of the lab models: the same seed must give the same
+    # random network as for the float32 model, not another draw.
+    single, double = randomised_copy(small_cnn(), 3, seed=5), randomised_copy(small_cnn().double(), 3, seed=5)
+    for (name, a), (_, b) in zip(single.named_parameters(), double.named_parameters()):
+        assert b.dtype == torch.float64 and torch.equal(a.double(), b), name
+
+
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [

@@ -81,6 +81,19 @@ def test_edge_map_by_hand():
     assert edge_map(None, x).tolist() == [[[[0.0, 4.0, 4.0, 0.0]] * 4]]
 
 
+def test_edge_map_equals_the_sobel_convolution_and_is_exactly_zero_where_flat():
+    # An independent reference: Sobel as a convolution, sqrt(Gx^2 + Gy^2) per channel, summed.
+    x = torch.rand(2, 3, 9, 7, dtype=torch.float64)
+    x[:, :, :4, :4] = 0.25  # a flat corner
+    sobel = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=x.dtype)
+    padded = torch.nn.functional.pad(x.flatten(0, 1).unsqueeze(1), (1, 1, 1, 1), mode="replicate")
+    grad = torch.nn.functional.conv2d(padded, torch.stack([sobel, sobel.T]).unsqueeze(1))
+    reference = grad.pow(2).sum(dim=1).sqrt().view(2, 3, 9, 7).sum(dim=1, keepdim=True)
+    edges = edge_map(None, x)
+    assert torch.allclose(edges, reference, rtol=1e-12, atol=1e-12)
+    assert bool((edges[:, :, :3, :3] == 0).all())  # flat: exactly 0, not rounding noise
+
+
 def test_random_map_is_seeded_and_ignores_the_images():
     x = torch.rand(2, 3, 5, 5)
     assert torch.equal(random_map(None, x, seed=3), random_map(None, torch.zeros_like(x), seed=3))

@@ -41,6 +41,7 @@ def test_writes_weights_and_a_model_card(tiny_digits):
     assert json.loads(card_path.read_text()) == card
     assert card["recipe"] == dataclasses.asdict(TINY)
     assert card["weights_sha256"] == train.sha256(weights)
+    assert card["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert card["evaluated_on"].startswith("shipped MNIST test split")
     # two epochs on 512 digits is far from good, but far above chance (10%)
     assert 0.3 < card["accuracy"] <= 1.0

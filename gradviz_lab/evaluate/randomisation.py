@@ -85,13 +85,15 @@ def _layer_seed(seed: int, position: int) -> int:
 def reinitialise(layer: nn.Module, seed: int) -> None:
     """Replace the layer's parameters (in place) by fresh ones from its own initialiser, seeded.
 
-    The new values are drawn on the CPU (the same numbers on every device) from a forked random
-    generator, so the global random state is left as it was.
+    The new values are drawn in float32 on the CPU, then copied into the layer's own dtype and
+    device: the same numbers on every device and in every precision (a float64 copy of a model
+    gets the float32 draw, exactly). They come from a forked random generator, so the global
+    random state is left as it was.
     """
     check_model(layer)
     if not hasattr(layer, "reset_parameters"):
         raise ValueError(f"layer {type(layer).__name__} has no reset_parameters() to re-draw it")
-    fresh = copy.deepcopy(layer).cpu()
+    fresh = copy.deepcopy(layer).cpu().float()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_check_seed(seed))
         fresh.reset_parameters()

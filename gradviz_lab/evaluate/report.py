@@ -14,6 +14,7 @@ import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -43,14 +44,27 @@ def random_map(model: nn.Module, x: torch.Tensor, target: object = None, seed: i
 
 def edge_map(model: nn.Module, x: torch.Tensor, target: object = None) -> torch.Tensor:
     """Image edges (Sobel gradient magnitude, summed over colour channels), (B, 1, H, W).
-    Adebayo et al.'s point: an edge detector looks like a saliency map but ignores the model."""
+    Adebayo et al.'s point: an edge detector looks like a saliency map but ignores the model.
+
+    Sobel = a central difference along one axis, smoothed by [1, 2, 1] along the other. It is
+    written as single additions and products in a fixed order, not as a convolution, because each
+    of those is rounded the same way on every CPU while a convolution's sums are not: the map is
+    the same to the last bit everywhere, and flat regions are exactly 0, so the deletion curves
+    that rank its pixels are reproducible."""
     check_image_batch(x)
-    sobel = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=x.dtype, device=x.device)
-    kernels = torch.stack([sobel, sobel.T]).unsqueeze(1)  # d/dx and d/dy
-    padded = F.pad(x.detach().flatten(0, 1).unsqueeze(1), (1, 1, 1, 1), mode="replicate")
-    grad = F.conv2d(padded, kernels)  # (B * C, 2, H, W)
-    magnitude = grad.pow(2).sum(dim=1).sqrt().view(len(x), -1, *x.shape[-2:])
-    return magnitude.sum(dim=1, keepdim=True)
+    padded = F.pad(x.detach(), (1, 1, 1, 1), mode="replicate")  # (B, C, H + 2, W + 2)
+    across = padded[..., :, 2:] - padded[..., :, :-2]  # d/dx, (B, C, H + 2, W)
+    down = padded[..., 2:, :] - padded[..., :-2, :]  # d/dy, (B, C, H, W + 2)
+    gx = across[..., :-2, :] + 2 * across[..., 1:-1, :] + across[..., 2:, :]
+    gy = down[..., :, :-2] + 2 * down[..., :, 1:-1] + down[..., :, 2:]
+    # numpy's sqrt is the processor's own, correctly rounded instruction on every CPU; torch's
+    # vectorised sqrt is not (it rounds differently under AVX-512 and without it)
+    squared = (gx * gx + gy * gy).cpu().numpy()
+    magnitude = torch.from_numpy(np.sqrt(squared)).to(x.device)  # (B, C, H, W)
+    total = magnitude[:, 0]
+    for channel in range(1, magnitude.shape[1]):  # a fixed order of summation
+        total = total + magnitude[:, channel]
+    return total.unsqueeze(1)
 
 
 def _occlusion(model: nn.Module, x: torch.Tensor, target: object = None) -> torch.Tensor:

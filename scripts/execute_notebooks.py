@@ -1,0 +1,32 @@
+"""Re-execute notebooks in place, top to bottom in a fresh kernel, as nbval will (its cwd is the
+notebook's folder), so that their stored outputs are what a run gives today.
+
+    .venv/bin/python scripts/execute_notebooks.py notebooks/06_integrated_gradients.ipynb ...
+
+Only for the course's authors: after changing a lesson or a solution, run this, then
+`make exercises` and `make test`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+
+def execute(path: Path) -> float:
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(notebook, timeout=900, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    start = time.perf_counter()
+    client.execute()
+    nbformat.write(notebook, path)
+    return time.perf_counter() - start
+
+
+if __name__ == "__main__":
+    for name in sys.argv[1:]:
+        print(f"{name}: {execute(Path(name)):.1f} s", flush=True)
