@@ -77,7 +77,7 @@ def non_finite_cause(model: nn.Module) -> str:
     bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
     if bad:
         shown = ", ".join(bad[:5]) + (f", ... ({len(bad) - 5} more)" if len(bad) > 5 else "")
-        return (f"the model's weights are not finite ({shown} hold nan or inf values; a diverged "
+        return (f"the model's weights are not finite (nan or inf in {shown}; a diverged "
                 "training run?): reload or retrain the weights")
     return ("the model's weights are finite, so a value overflowed inside the model (float32 "
             "ends near 3.4e38): check the scale of the input")

@@ -33,21 +33,10 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from test_attribution_errors import EVERY_METHOD
+from test_core_nets import images, small_cnn
+
 from gradviz_lab import attribution, cli, data, diagnostics, evaluate, featureviz, models, viz
-from gradviz_lab.attribution import (
-    cam_layers,
-    deconvnet,
-    default_cam_layer,
-    gradcam,
-    guided_backprop,
-    guided_gradcam,
-    input_gradient,
-    integrated_gradients,
-    layer_gradients,
-    occlusion,
-    saliency,
-    smoothgrad,
-)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,18 +44,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # --- the networks and images the cases use ----------------------------------------------------
 
 
-def small_cnn(seed: int = 0) -> nn.Sequential:
-    """conv-ReLU-maxpool-conv-ReLU-GAP-linear on (B, 3, H, W), 5 classes (like test_core_nets')."""
-    gen = torch.Generator().manual_seed(seed)
-    model = nn.Sequential(
-        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
-    )
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) / max(1, p[0].numel()) ** 0.5)
-    return model.eval()
+def cnn() -> nn.Sequential:
+    """test_core_nets' small CNN (conv1 relu1 pool conv2 relu2 gap flat fc, 5 classes), its
+    ReLUs out of place: a leading in-place operation is added only where a case asks for one."""
+    return small_cnn(inplace=False)
 
 
 class Returns(nn.Module):
@@ -74,7 +55,7 @@ class Returns(nn.Module):
 
     def __init__(self, wrap: Callable[[torch.Tensor], object]) -> None:
         super().__init__()
-        self.net, self.wrap = small_cnn(), wrap
+        self.net, self.wrap = cnn(), wrap
 
     def forward(self, x: torch.Tensor) -> object:
         return self.wrap(self.net(x))
@@ -85,26 +66,26 @@ class DoublesInPlace(nn.Module):
 
     def __init__(self, in_place: bool = True) -> None:
         super().__init__()
-        self.net, self.in_place = small_cnn(), in_place
+        self.net, self.in_place = cnn(), in_place
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.mul_(2) if self.in_place else x * 2)
 
 
 def leading_relu(in_place: bool) -> nn.Sequential:
-    return nn.Sequential(nn.ReLU(inplace=in_place), small_cnn())
+    return nn.Sequential(nn.ReLU(inplace=in_place), cnn())
 
 
 def with_nan_weight() -> nn.Sequential:
-    model = small_cnn()
+    model = cnn()
     with torch.no_grad():
-        model[3].weight[0, 0, 0, 0] = float("nan")  # a diverged training run
+        model.conv2.weight[0, 0, 0, 0] = float("nan")  # a diverged training run
     return model
 
 
 def overflowing_gradient() -> nn.Sequential:
-    """Finite output on tiny images, but d output / d x sums nine weights of 3e38 each: the
-    gradient map overflows float32 while the model's output does not."""
+    """Finite output on tiny (1, 3, 8, 8) images, but d output / d x sums nine weights of 3e38
+    each: the gradient map overflows float32 while the model's output does not."""
     conv, linear = nn.Conv2d(3, 1, 3, padding=1, bias=False), nn.Linear(64, 2, bias=False)
     with torch.no_grad():
         conv.weight.fill_(3e38)
@@ -112,30 +93,21 @@ def overflowing_gradient() -> nn.Sequential:
     return nn.Sequential(conv, nn.Flatten(), linear).eval()
 
 
-def images(n: int = 2, size: int = 8, channels: int = 3, seed: int = 0) -> torch.Tensor:
-    return torch.rand(n, channels, size, size, generator=torch.Generator().manual_seed(seed))
-
-
-MODEL = small_cnn()
-X = images()
-META_MODEL = small_cnn().to("meta")
+MODEL = cnn()
+X = images(2)
+META_MODEL = cnn().to("meta")
 NAN_TARGET = lambda output: output[:, 0] * float("nan")  # noqa: E731  (a target callable)
 
-# The twelve map methods, with knobs small enough for the tests; "cam_layers" and
+# The twelve map methods: test_attribution_errors' table, with each layer chosen for the
+# model at hand (the cases use other models than its small CNN); "cam_layers" and
 # "default_cam_layer" take no target.
 METHODS: dict[str, Callable] = {
-    "input_gradient": input_gradient,
-    "saliency": saliency,
-    "smoothgrad": lambda m, x, t=None: smoothgrad(m, x, t, n_samples=2),
-    "integrated_gradients": lambda m, x, t=None: integrated_gradients(m, x, t, steps=3),
-    "occlusion": lambda m, x, t=None: occlusion(m, x, t, window=4, stride=2),
-    "deconvnet": deconvnet,
-    "guided_backprop": guided_backprop,
-    "gradcam": gradcam,
-    "guided_gradcam": guided_gradcam,
-    "layer_gradients": lambda m, x, t=None: layer_gradients(m, x, _last_conv(m), t)[1],
-    "default_cam_layer": lambda m, x, t=None: default_cam_layer(m, x),
-    "cam_layers": lambda m, x, t=None: cam_layers(m, x),
+    **EVERY_METHOD,
+    "gradcam": attribution.gradcam,
+    "guided_gradcam": attribution.guided_gradcam,
+    "layer_gradients": lambda m, x, t=None: attribution.layer_gradients(m, x, _last_conv(m), t)[1],
+    "default_cam_layer": lambda m, x, t=None: attribution.default_cam_layer(m, x),
+    "cam_layers": lambda m, x, t=None: attribution.cam_layers(m, x),
 }
 TAKES_TARGET = [n for n in METHODS if n not in ("default_cam_layer", "cam_layers")]
 MAP_METHODS = [n for n in TAKES_TARGET]  # return a map (layer_gradients: its gradients)
@@ -190,7 +162,7 @@ def attribution_cases() -> list[Case]:
     for name, method in METHODS.items():
         cases += [
             Case(f"{name}: a nan weight", lambda m=method: m(with_nan_weight(), X),
-                 ValueError, r"output is not finite.*weights are not finite.*3\.weight"),
+                 ValueError, r"output is not finite.*weights are not finite \(nan or inf in conv2\.weight"),
             Case(f"{name}: the model returns a tuple", lambda m=method: m(Returns(lambda y: (y, 0)), X),
                  TypeError, r"returned a tuple.*self\.model\(x\)\[0\]"),
             Case(f"{name}: the model returns a dict",
@@ -225,35 +197,45 @@ def attribution_cases() -> list[Case]:
             Case(f"{name}: a target of the wrong type", lambda m=method: m(MODEL, X, 1.5), TypeError, r"target must be"),
         ]
     overflow = overflowing_gradient()
-    tiny = images(1, 8) * 1e-30
+    tiny = images(1) * 1e-30
     cases += [
-        Case("input_gradient: the gradient overflows", lambda: input_gradient(overflow, tiny),
+        Case("input_gradient: the gradient overflows", lambda: attribution.input_gradient(overflow, tiny),
              ValueError, r"gradient map overflowed"),
-        Case("saliency: the gradient overflows", lambda: saliency(overflow, tiny), ValueError, r"map overflowed"),
+        Case("saliency: the gradient overflows", lambda: attribution.saliency(overflow, tiny), ValueError, r"map overflowed"),
         Case("integrated_gradients: the gradient overflows",
-             lambda: integrated_gradients(overflow, tiny, steps=2), ValueError, r"map overflowed"),
-        Case("occlusion(per_position='yes')", lambda: occlusion(MODEL, X, per_position="yes"),
+             lambda: attribution.integrated_gradients(overflow, tiny, steps=2), ValueError, r"map overflowed"),
+        Case("occlusion(per_position='yes')", lambda: attribution.occlusion(MODEL, X, per_position="yes"),
              TypeError, r"per_position must be True or False"),
-        Case("gradcam(upsample='no')", lambda: gradcam(MODEL, X, upsample="no"), TypeError, r"upsample"),
-        Case("integrated_gradients(return_delta=1)", lambda: integrated_gradients(MODEL, X, return_delta=1),
+        Case("gradcam(upsample='no')", lambda: attribution.gradcam(MODEL, X, upsample="no"), TypeError, r"upsample"),
+        Case("integrated_gradients(return_delta=1)", lambda: attribution.integrated_gradients(MODEL, X, return_delta=1),
              TypeError, r"return_delta"),
         Case("integrated_gradients: a million Gauss-Legendre steps",
-             lambda: integrated_gradients(MODEL, X, steps=10**6), ValueError, r"steps must be <= 1,024.*trapezoid",
+             lambda: attribution.integrated_gradients(MODEL, X, steps=10**6), ValueError, r"steps must be <= 1,024.*trapezoid",
              resource=True),
         Case("integrated_gradients: 10**9 riemann steps",
-             lambda: integrated_gradients(MODEL, X, steps=10**9, rule="riemann"), ValueError, r"steps must be <=",
+             lambda: attribution.integrated_gradients(MODEL, X, steps=10**9, rule="riemann"), ValueError, r"steps must be <=",
              resource=True),
         Case("occlusion: batch_size=10**12 on a large image",
-             lambda: occlusion(MODEL, images(1, 512), window=8, stride=1, batch_size=10**12),
+             lambda: attribution.occlusion(MODEL, images(1, size=512), window=8, stride=1, batch_size=10**12),
              ValueError, r"batch_size=1000000000000 would hold .* use batch_size <=", resource=True),
         Case("smoothgrad: batch_size=10**12 with many noisy copies",
-             lambda: smoothgrad(MODEL, images(1, 512), n_samples=10**5, batch_size=10**12),
+             lambda: attribution.smoothgrad(MODEL, images(1, size=512), n_samples=10**5, batch_size=10**12),
              ValueError, r"noisy copies.*use batch_size <=", resource=True),
         Case("integrated_gradients: batch_size=10**12 on a large image",
-             lambda: integrated_gradients(MODEL, images(2, 512), steps=1000, batch_size=10**12),
+             lambda: attribution.integrated_gradients(MODEL, images(2, size=512), steps=1000, batch_size=10**12),
              ValueError, r"path points.*use batch_size <=", resource=True),
         Case("smoothgrad(variant=['mean'])",
-             lambda: smoothgrad(MODEL, X, variant=["mean"]), ValueError, r"variant must be one of"),
+             lambda: attribution.smoothgrad(MODEL, X, variant=["mean"]), ValueError, r"variant must be one of"),
+        Case("smoothgrad(target=0) of a nan model: the noisy copies' images are named",
+             lambda: attribution.smoothgrad(with_nan_weight(), X, 0, n_samples=2),
+             ValueError, r"output is not finite .* for noisy copies of image\(s\) \[0, 1\]"),
+        Case("integrated_gradients(target=0) of a nan model: the path points' images are named",
+             lambda: attribution.integrated_gradients(with_nan_weight(), X, 0, steps=2),
+             ValueError, r"output is not finite .* for path points of image\(s\) \[0, 1\]"),
+        Case("occlusion(batch_size=10**12) on a small image: the work is one batch, the same map",
+             lambda: (attribution.occlusion(MODEL, X, 0, window=4, stride=2, batch_size=10**12),
+                      attribution.occlusion(MODEL, X, 0, window=4, stride=2, batch_size=3)),
+             None, check=lambda maps: torch.allclose(*maps, atol=1e-6)),
         Case("max_response of a tuple", lambda: attribution.max_response((X,)), TypeError, r"output tensor"),
     ]
     return cases
@@ -326,13 +308,13 @@ def evaluate_cases(tmp: Path) -> list[Case]:
              lambda: evaluate.randomisation_test(MODEL, X, lambda m, x, t: np.ones((2, 8, 8))),
              TypeError, r"one map per image.*ndarray"),
         Case("randomisation_test(cascading='no')",
-             lambda: evaluate.randomisation_test(MODEL, X, saliency, cascading="no"),
+             lambda: evaluate.randomisation_test(MODEL, X, attribution.saliency, cascading="no"),
              TypeError, r"cascading must be True or False"),
         Case("Table rows that are not dicts", lambda: evaluate.Table([1, 2]), TypeError, r"row 0 is int"),
         Case("Table of a dict", lambda: evaluate.Table({"a": 1}), TypeError, r"list of dicts"),
         Case("Table(precision=-1)", lambda: evaluate.Table([{"a": 1.0}], precision=-1), ValueError, r"precision"),
         Case("deletion_curve: batch_size=10**12 on a large image",
-             lambda: evaluate.deletion_curve(MODEL, images(1, 512), torch.rand(1, 1, 512, 512),
+             lambda: evaluate.deletion_curve(MODEL, images(1, size=512), torch.rand(1, 1, 512, 512),
                                              steps=10**6, batch_size=10**12),
              ValueError, r"perturbed copies.*use batch_size <=", resource=True),
         Case("deletion_curve with a nan weight",
@@ -396,7 +378,7 @@ def featureviz_diagnostics_cases() -> list[Case]:
              lambda: featureviz.class_visualisation(MODEL, 0, (3, 100000, 100000), steps=1),
              ValueError, r"image_shape .* more than", resource=True),
         Case("top_activating_patches: a model returning a tuple",
-             lambda: featureviz.top_activating_patches(Returns(lambda y: (y,)), X, "net.3", k=1),
+             lambda: featureviz.top_activating_patches(Returns(lambda y: (y,)), X, "net.conv2", k=1),
              TypeError, r"returned a tuple"),
         Case("receptive_field: image too small",
              lambda: featureviz.receptive_field(models.load_lab_model("shapes"), "features.9", (3, 1, 1)),
