@@ -122,9 +122,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-# Every knob option of the command (the union of the methods' knobs, as their dest names).
-KNOB_OPTIONS = ("window", "stride", "baseline", "reduce", "sigma", "n_samples", "variant", "seed",
-                "steps", "layer", "channel")
 OVERLAID = ("gradcam",)  # the methods whose map is drawn over the image, at --alpha
 
 
@@ -146,10 +143,12 @@ def _option(dest: str) -> str:
     return "--" + dest.replace("_", "-")
 
 
-def check_options(args: argparse.Namespace, knobs_of_method: dict) -> None:
-    """Refuse options the chosen method would silently ignore, and an --out or --dpi that
-    cannot be written, before any work is done."""
-    foreign = [k for k in KNOB_OPTIONS if getattr(args, k, None) is not None and k not in knobs_of_method]
+def check_options(args: argparse.Namespace, methods: dict[str, dict]) -> None:
+    """Refuse options the chosen method would silently ignore (``methods``: each method's knobs,
+    ``recipes.METHODS``), and an --out or --dpi that cannot be written, before any work is done."""
+    knobs_of_method = methods[args.method]
+    every_knob = dict.fromkeys(k for knobs in methods.values() for k in knobs)
+    foreign = [k for k in every_knob if getattr(args, k, None) is not None and k not in knobs_of_method]
     if foreign:
         raise ValueError(
             f"{', '.join(map(_option, foreign))} {'is' if len(foreign) == 1 else 'are'} not a knob "
@@ -175,7 +174,7 @@ def _run(args: argparse.Namespace) -> int:
     from .widgets.recipes import METHODS, explain, explanation_figure, gallery, gallery_defaults
 
     if not args.list:
-        check_options(args, METHODS[args.method])
+        check_options(args, METHODS)
     examples = gallery(args.model, random_weights=args.random_weights)
     if args.list:
         for i, name in enumerate(examples.image_names):
