@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._forward import NonFiniteError, NonFiniteOutputError, run_model
+
 # A target is None (the predicted class), one class index, one index per image, or a function
 # mapping the model's output (B, ...) to one score per image (B,).
 Target = None | int | Sequence[int] | torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
@@ -55,6 +57,10 @@ def check_image_batch(x: torch.Tensor, name: str = "x") -> None:
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
     if x.shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (B = 0)")
+    if 0 in x.shape[1:]:
+        raise ValueError(f"{name} has no pixels: (C, H, W) = {tuple(x.shape[1:])}")
+    if x.device.type == "meta":
+        raise ValueError(f"{name} is on the meta device, which holds shapes but no values")
     check_finite(x, name)
 
 
@@ -65,6 +71,12 @@ def check_images(model: nn.Module, x: torch.Tensor, name: str = "x") -> None:
     where = model_device_dtype(model)
     if where is not None:
         device, dtype = where
+        if device.type == "meta":
+            raise ValueError(
+                "the model is on the meta device: its weights have shapes but no values. Build "
+                "or load it on a real device (e.g. model.to_empty(device='cpu'), then "
+                "load_state_dict)"
+            )
         if x.device != device:
             raise ValueError(
                 f"{name} is on {x.device} but the model is on {device}; "
@@ -84,7 +96,33 @@ def check_images(model: nn.Module, x: torch.Tensor, name: str = "x") -> None:
 
 def check_finite(t: torch.Tensor, name: str) -> None:
     if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} contains non-finite values (nan or inf)")
+        raise NonFiniteError(f"{name} contains non-finite values (nan or inf)")
+
+
+def check_flag(value: object, name: str) -> bool:
+    """True or False, not a truthy string such as 'yes' (or 'no', which would also be true)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+# A bound on the copies of the input a method holds at once (occluded, noisy, path points,
+# perturbed): with the model's own activations on top, the kit stays far from the machine's
+# memory whatever batch_size asks for.
+MAX_BATCH_BYTES = 256 * 2**20
+
+
+def check_batch_memory(copies: int, x: torch.Tensor, batch_size: int, what: str) -> None:
+    """min(batch_size, copies) copies of one image of x must fit in MAX_BATCH_BYTES."""
+    image_bytes = x[0].numel() * x.element_size()
+    at_once = min(batch_size, copies)
+    if at_once * image_bytes > MAX_BATCH_BYTES:
+        fits = max(1, MAX_BATCH_BYTES // image_bytes)
+        raise ValueError(
+            f"batch_size={batch_size} would hold {at_once:,} {what} of a {tuple(x.shape[1:])} "
+            f"image at once ({at_once * image_bytes / 2**30:.1f} GiB, more than the kit's "
+            f"{MAX_BATCH_BYTES // 2**20} MiB per batch): use batch_size <= {fits}"
+        )
 
 
 def check_positive_int(value: object, name: str, minimum: int = 1) -> int:
@@ -107,7 +145,7 @@ def check_number(value: object, name: str, minimum: float | None = None) -> floa
 
 
 def check_choice(value: object, name: str, choices: Sequence[str]) -> str:
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value  # type: ignore[return-value]
 
@@ -139,18 +177,34 @@ def as_image_like(value: float | torch.Tensor, x: torch.Tensor, name: str) -> to
 # --- targets ---------------------------------------------------------------------------------
 
 
+INT64_RANGE = range(-(2**63), 2**63)
+
+
 def check_target_type(target: Target) -> None:
-    if target is None or callable(target) or isinstance(target, torch.Tensor):
+    if target is None or callable(target):
+        return
+    if isinstance(target, torch.Tensor):
+        if target.device.type == "meta":
+            raise ValueError("target is on the meta device, which holds no values")
         return
     if isinstance(target, (bool, np.bool_)):
         raise TypeError("target must be None, an int, a sequence of ints or a callable, got bool")
+    if isinstance(target, str):
+        raise TypeError(
+            f"target must be a class index, not the text {target!r}: the attribution methods "
+            "take indices (e.g. model.classes.index(name) for the lab models)"
+        )
     if isinstance(target, numbers.Integral):  # int, np.int64, ...
+        _check_int64([target])
         return
     if isinstance(target, np.ndarray) and target.dtype.kind in "iu":
         return
     if isinstance(target, Sequence) and all(
         isinstance(t, numbers.Integral) and not isinstance(t, (bool, np.bool_)) for t in target
     ):
+        if len(target) == 0:
+            raise ValueError("target is an empty sequence: give one class index per image")
+        _check_int64(target)
         return
     raise TypeError(
         "target must be None, an int, a sequence/tensor of ints or a callable "
@@ -185,7 +239,7 @@ def requested_classes(target: int | Sequence[int] | torch.Tensor, batch: int,
     """An int or B ints as a (B,) int64 tensor (the range is checked against the logits)."""
     if isinstance(target, numbers.Integral):
         return torch.full((batch,), int(target), dtype=torch.long, device=device)
-    classes = torch.as_tensor(target, device=device)
+    classes = torch.as_tensor(target).to(device)  # a tensor on another device is moved
     if classes.is_floating_point() or classes.is_complex() or classes.dtype == torch.bool:
         raise TypeError(f"target tensor must hold integers, got dtype {classes.dtype}")
     classes = classes.long().reshape(-1)
@@ -194,6 +248,12 @@ def requested_classes(target: int | Sequence[int] | torch.Tensor, batch: int,
             f"target has {classes.numel()} class indices but the batch has {batch} images"
         )
     return classes
+
+
+def _check_int64(values: Sequence[numbers.Integral]) -> None:
+    too_large = [int(v) for v in values if int(v) not in INT64_RANGE]
+    if too_large:
+        raise ValueError(f"target class out of range: got {too_large[:5]}, far beyond any class")
 
 
 def target_scores(output: torch.Tensor, target: torch.Tensor | Callable) -> torch.Tensor:
@@ -206,6 +266,13 @@ def target_scores(output: torch.Tensor, target: torch.Tensor | Callable) -> torc
                 f"a callable target must return one score per image, shape ({len(output)},), "
                 f"got {shape} (for SmoothGrad and integrated gradients, each noisy copy or path "
                 "point counts as an image)"
+            )
+        finite = torch.isfinite(scores.detach())
+        if not bool(finite.all()):
+            raise NonFiniteOutputError(
+                (~finite).nonzero().flatten().tolist(),
+                "the callable target returned it from a finite model output",
+                what="the target score",
             )
         return scores
     return output.gather(1, target.view(-1, 1)).squeeze(1)
@@ -223,7 +290,7 @@ def fixed_target_and_scores(
     """``fixed_target`` and the clean images' scores (B,), from one forward pass (no graph)."""
     check_target_type(target)
     with torch.no_grad():
-        output = model(x)
+        output = run_model(model, x)
     if not (callable(target) and not isinstance(target, torch.Tensor)):
         target = class_indices(output, target)
     return target, target_scores(output, target)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ._checks import check_positive_int
+from ._checks import check_number, check_positive_int
 
 # The repository's data/ folder; GRADVIZ_DATA points elsewhere (e.g. a copy beside an installed wheel).
 DATA_DIR = Path(os.environ.get("GRADVIZ_DATA", Path(__file__).resolve().parents[1] / "data"))
@@ -339,7 +339,7 @@ def make_shapes(n: int, seed: int, *, size: int = 64, objects: int = 1, tag_prob
         raise ValueError(f"objects must be 1 or 2, got {objects!r}")
     if not isinstance(size, int) or not 32 <= size <= 256:
         raise ValueError(f"size must be an int between 32 and 256, got {size!r}")
-    if not 0.0 <= tag_prob <= 1.0:
+    if not 0.0 <= check_number(tag_prob, "tag_prob") <= 1.0:
         raise ValueError(f"tag_prob must be a probability in [0, 1], got {tag_prob!r}")
 
     images = np.empty((n, size, size, 3), dtype=np.float32)
@@ -424,8 +424,9 @@ def _to_unit_rgb(image: Image.Image) -> np.ndarray:
     return np.asarray(rgb, dtype=np.float32) / 255.0
 
 
-def _resize(image: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
-    """int: shorter side to `size`, aspect kept (like torchvision's Resize(int)); (h, w): exact."""
+def _resize(image: torch.Tensor, size: int | tuple[int, int], max_pixels: int = MAX_IMAGE_PIXELS) -> torch.Tensor:
+    """int: shorter side to `size`, aspect kept (like torchvision's Resize(int)); (h, w): exact.
+    A result of more than ``max_pixels`` pixels is refused before it is allocated."""
     height, width = image.shape[-2:]
     if isinstance(size, int) and not isinstance(size, bool):
         if size < 1:
@@ -442,6 +443,11 @@ def _resize(image: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
         raise TypeError(f"size must be None, an int or a (height, width) pair of ints, got {size!r}")
     if min(target) < 1:
         raise ValueError(f"size must be positive, got {size!r}")
+    if target[0] * target[1] > max_pixels:
+        raise ValueError(
+            f"size={size!r} would make a {target[0]:,}x{target[1]:,} image, more than "
+            f"max_pixels={max_pixels:,}; pass a smaller size (or a larger max_pixels)"
+        )
     if target == (height, width):
         return image
     # Antialiased bilinear: a weighted mean of pixels, so values stay in [0, 1].
@@ -471,7 +477,7 @@ def load_image(
         if opened_here:
             image.close()
     tensor = torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
-    return tensor if size is None else _resize(tensor, size)
+    return tensor if size is None else _resize(tensor, size, max_pixels)
 
 
 def photo_path(name: str) -> Path:

@@ -24,6 +24,7 @@ this lesson: ``pip install 'gradviz-lab[tensorboard]'``):
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -594,6 +595,7 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("gradient_flow.png"), help="where to write the plot"
     )
+    parser.add_argument("--force", action="store_true", help="replace the --out file if it exists")
     parser.add_argument(
         "--tensorboard",
         type=Path,
@@ -612,6 +614,10 @@ def run(args: Any) -> int:
     from .data import load_digits
     from .viz import save_png
 
+    if args.out.exists() and not args.force:  # said now, not after minutes of training
+        print(f"gradviz gradient-flow: error: {args.out} exists; pass --force to replace it, "
+              "or choose another --out", file=sys.stderr)
+        return 2
     images, labels = load_digits("train")
     chosen = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[
         : args.n_images
@@ -633,7 +639,8 @@ def run(args: Any) -> int:
         print(
             f"  {kind:10s} loss {result.losses[0]:.3f} -> {np.mean(result.losses[-20:]):.3f} after {args.steps} steps"
         )
-    print(f"wrote {save_png(plot_gradient_flow({k: r.flow for k, r in runs.items()}), args.out)}")
+    figure = plot_gradient_flow({k: r.flow for k, r in runs.items()})
+    print(f"wrote {save_png(figure, args.out, overwrite=args.force)}")
     if args.tensorboard is not None:
         for kind in MLP_KINDS:
             train_with_tensorboard(

@@ -14,6 +14,7 @@ and matplotlib are imported when the command runs, not before.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -62,10 +63,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", default="explanation.png", help="PNG file to write (default: explanation.png)"
     )
     parser.add_argument(
+        "--force", action="store_true", help="replace the --out file if it exists"
+    )
+    parser.add_argument(
         "--dpi", type=float, default=200, help="resolution of the PNG (default: 200, for slides)"
     )
     parser.add_argument(
-        "--alpha", type=float, default=0.5, help="opacity of Grad-CAM over the image"
+        "--alpha",
+        type=float,
+        default=None,
+        help="gradcam: opacity of the map over the image (default 0.5)",
     )
     parser.add_argument(
         "--random-weights",
@@ -115,19 +122,59 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+OVERLAID = ("gradcam",)  # the methods whose map is drawn over the image, at --alpha
+
+
 def run(args: argparse.Namespace) -> int:
     """Write the figure; a wrong argument is one line on stderr and exit status 2."""
     try:
         return _run(args)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, TypeError, OSError, RuntimeError) as error:  # OSError: the file system
         print(f"gradviz explain: error: {error}", file=sys.stderr)
         return 2
+
+
+def is_index(text: str) -> bool:
+    """"12" is a class or image index; "²" or "٣" (digits to str.isdigit) are not."""
+    return text.isascii() and text.isdigit()
+
+
+def _option(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def check_options(args: argparse.Namespace, methods: dict[str, dict]) -> None:
+    """Refuse options the chosen method would silently ignore (``methods``: each method's knobs,
+    ``recipes.METHODS``), and an --out or --dpi that cannot be written, before any work is done."""
+    knobs_of_method = methods[args.method]
+    every_knob = dict.fromkeys(k for knobs in methods.values() for k in knobs)
+    foreign = [k for k in every_knob if getattr(args, k, None) is not None and k not in knobs_of_method]
+    if foreign:
+        raise ValueError(
+            f"{', '.join(map(_option, foreign))} {'is' if len(foreign) == 1 else 'are'} not a knob "
+            f"of {args.method}; its knobs are {', '.join(map(_option, knobs_of_method)) or 'none'}"
+        )
+    if args.channel is not None and args.layer is None:
+        raise ValueError("--channel needs --layer: it picks a channel of that layer")
+    if args.alpha is not None and args.method not in OVERLAID:
+        raise ValueError(f"--alpha sets the opacity of an overlay; {args.method} draws no overlay "
+                         f"(only {', '.join(OVERLAID)} does)")
+    if not (math.isfinite(args.dpi) and args.dpi > 0):
+        raise ValueError(f"--dpi must be a positive number, got {args.dpi}")
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise ValueError(f"{args.out} exists; pass --force to replace it, or choose another --out")
+    if not out.parent.is_dir():
+        raise ValueError(f"cannot write {args.out}: folder {str(out.parent)!r} does not exist "
+                         "(or is not a folder)")
 
 
 def _run(args: argparse.Namespace) -> int:
     from .viz import save_png
     from .widgets.recipes import METHODS, explain, explanation_figure, gallery, gallery_defaults
 
+    if not args.list:
+        check_options(args, METHODS)
     examples = gallery(args.model, random_weights=args.random_weights)
     if args.list:
         for i, name in enumerate(examples.image_names):
@@ -138,12 +185,13 @@ def _run(args: argparse.Namespace) -> int:
     image = _cli_image(args.image, args.model, examples)
     given = {k: v for k in METHODS[args.method] if (v := getattr(args, k, None)) is not None}
     knobs = {**gallery_defaults(args.method, args.model), **given}  # as the model's dashboards
-    target = int(args.target) if args.target is not None and args.target.isdigit() else args.target
+    target = int(args.target) if args.target is not None and is_index(args.target) else args.target
     explanation = explain(
         examples.model, image, args.method, target, class_names=examples.class_names, **knobs
     )
-    figure = explanation_figure(image, explanation, alpha=args.alpha)
-    path = save_png(figure, args.out, dpi=args.dpi)
+    alpha = 0.5 if args.alpha is None else args.alpha
+    figure = explanation_figure(image, explanation, alpha=alpha)
+    path = save_png(figure, args.out, dpi=args.dpi, overwrite=args.force)
     print(f"wrote {path} ({explanation.method}, target {explanation.target_name})")
     if explanation.note:
         print(explanation.note)
@@ -155,7 +203,7 @@ def _cli_image(spec: str, model_name: str, examples):
     from . import data, models
 
     gallery_name, _, index = spec.rpartition(":")
-    if gallery_name and index.isdigit() and not Path(spec).exists():
+    if gallery_name and is_index(index) and not Path(spec).exists():
         if gallery_name != model_name:
             raise ValueError(
                 f"image {spec!r} is from the {gallery_name} gallery but --model is {model_name}"

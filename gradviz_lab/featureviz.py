@@ -28,7 +28,6 @@ from __future__ import annotations
 import html
 import io
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +40,7 @@ from torch import nn
 
 from . import hooks
 from ._checks import (
+    check_flag,
     check_image_batch,
     check_images,
     check_model,
@@ -50,6 +50,8 @@ from ._checks import (
     resolve_layer,
     target_scores,
 )
+from ._forward import run_model
+from .data import MAX_IMAGE_PIXELS
 
 # --------------------------------------------------------------------------------------------
 # Reading a layer
@@ -59,7 +61,7 @@ from ._checks import (
 def _run_once(model: nn.Module, record: hooks.LayerRecord, x: torch.Tensor) -> torch.Tensor:
     """Run the model on x and return the captured layer's output of this forward pass."""
     before = len(record.outputs)
-    output = model(x)
+    output = run_model(model, x)
     if len(record.outputs) - before != 1:
         raise ValueError(
             f"layer {record.name!r} ran {len(record.outputs) - before} times in one forward pass; "
@@ -169,6 +171,8 @@ def _image_shape(model: nn.Module, image_shape: Sequence[int] | None) -> tuple[i
         or not all(isinstance(s, int) and s > 0 for s in shape)
     ):
         raise ValueError(f"image_shape must be three positive ints (C, H, W), got {shape!r}")
+    if shape[1] * shape[2] > MAX_IMAGE_PIXELS:
+        raise ValueError(f"image_shape {tuple(shape)} has more than {MAX_IMAGE_PIXELS:,} pixels")
     return tuple(shape)  # type: ignore[return-value]
 
 
@@ -202,7 +206,7 @@ def activation_maximisation(
         for step, (dy, dx) in enumerate(shifts):
             x.requires_grad_(True)
             shifted = torch.roll(x, shifts=(dy, dx), dims=(2, 3))  # jitter, undone by the gradient
-            scores = target_scores(model(shifted), score)
+            scores = target_scores(run_model(model, shifted), score)
             objective = scores - s.l2 * (x - 0.5).pow(2).flatten(1).sum(1)
             (g,) = torch.autograd.grad(objective.sum(), x)
             with torch.no_grad():
@@ -371,7 +375,7 @@ def receptive_field(
     modules = dict(model.named_modules())
     with hooks.preserved_state(model), torch.no_grad(), hooks.forward_shapes(model) as shapes:
         model.eval()
-        model(torch.zeros(1, *shape, **_like(model)))
+        run_model(model, torch.zeros(1, *shape, **_like(model)))
     size, jump, offset = [1, 1], [1, 1], [0, 0]
     current = list(shape[1:])
     for step_name, out_shape in shapes:  # in the order the layers finish
@@ -728,6 +732,8 @@ def activation_maximisation_dashboard(
     """
     import ipywidgets as widgets
 
+    from .widgets.base import file_name, free_path, write_png_file
+
     check_model(model)
     names = list(class_names)
     if not names or not all(isinstance(n, str) for n in names):
@@ -793,20 +799,23 @@ def activation_maximisation_dashboard(
                 f"<span style='color:#b00'>error: {type(error).__name__}: {error}</span>"
             )
 
-    def save_png(path: str | Path | None = None) -> Path:
+    written: set[Path] = set()
+
+    def save_png(path: str | Path | None = None, overwrite: bool = False) -> Path:
         """The image on show, each pixel a 224/side-pixel block, to ``path`` (default
-        figures/classvis_<class>_l2-<strength>.png); returns the path written."""
+        figures/classvis_<class>_l2-<strength>.png, or -2, -3, ... beside a file this dashboard
+        did not write); returns the path written. A path given that exists is replaced only
+        with overwrite=True or if this dashboard wrote it."""
         if dash.last_image is None:
             raise RuntimeError("nothing to save: no class image has been made yet")
+        check_flag(overwrite, "overwrite")
         if path is None:
-            name = re.sub(r"[^A-Za-z0-9.=-]+", "_", f"classvis_{names[target.value]}_l2-{l2.value:.3g}")
-            path = Path("figures") / f"{name}.png"
-        path = Path(path)
-        if path.suffix.lower() != ".png":
-            raise ValueError(f"the image is saved as PNG: give a path ending in .png, got {str(path)!r}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(_png(dash.last_image, scale=max(1, 224 // max(dash.last_image.shape[-2:]))))
-        return path
+            name = file_name(["classvis", str(names[target.value])], [f"l2-{l2.value:.3g}"])
+            path = free_path(Path("figures") / name, written)
+        image = dash.last_image
+        return write_png_file(
+            path, lambda: _png(image, scale=max(1, 224 // max(image.shape[-2:]))), written, overwrite
+        )
 
     def on_save(_button: object) -> None:
         try:

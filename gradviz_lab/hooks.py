@@ -10,6 +10,7 @@ it added in a ``finally`` block, also when the code inside raises.
 - ``relu_backward_rule(model, rule)`` a new backward pass through every ``nn.ReLU``
 - ``forward_shapes(model)``        the output shape of every module, in the order they finish
 - ``forward_outputs(model)``       the output tensor of every module, in the order they finish
+- ``running_modules(model)``       the modules whose forward pass is running (to find where it failed)
 - ``count_hooks(model)``           how many module hooks are registered (for tests and lessons)
 - ``gradient_arrivals(params, f)`` f(name, param) each time a parameter's ``.grad`` is written
 - ``at_end_of_backward(f)``        f() once the running backward pass has finished
@@ -181,6 +182,35 @@ def forward_outputs(model: nn.Module) -> Iterator[list[tuple[str, torch.Tensor, 
     outputs: list[tuple[str, torch.Tensor, int]] = []
     with _each_output(model, lambda name, out: outputs.append((name, out, out._version))):
         yield outputs
+
+
+@contextmanager
+def running_modules(model: nn.Module) -> Iterator[list[tuple[str, nn.Module, tuple]]]:
+    """The stack of submodules whose forward pass has started and not ended, as (name, module,
+    shape of its first input). After an exception inside the forward pass, the last entry is the
+    innermost layer that raised (a forward hook does not run when its module raises)."""
+    running: list[tuple[str, nn.Module, tuple]] = []
+
+    def enter(name: str) -> Callable[[nn.Module, tuple], None]:
+        def hook(module: nn.Module, inputs: tuple) -> None:
+            first = inputs[0] if inputs else None
+            running.append((name, module, tuple(first.shape) if isinstance(first, torch.Tensor) else ()))
+
+        return hook
+
+    def leave(_module: nn.Module, _inputs: tuple, _output: object) -> None:
+        running.pop()
+
+    handles = []
+    for name, module in model.named_modules():
+        if name:
+            handles += [module.register_forward_pre_hook(enter(name)),
+                        module.register_forward_hook(leave)]
+    try:
+        yield running
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 # --- changing the backward pass of nn.ReLU ---------------------------------------------------

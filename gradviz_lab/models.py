@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import DATA_DIR, DIGIT_CLASSES, SHAPE_CLASSES
+from ._checks import check_positive_int
+from .data import DATA_DIR, DIGIT_CLASSES, MAX_IMAGE_PIXELS, SHAPE_CLASSES
 
 # --------------------------------------------------------------------------------------------
 # Lab models
@@ -157,6 +158,8 @@ MODELS_DIR = DATA_DIR / "models"
 
 
 def _check_lab_name(name: str) -> None:
+    if not isinstance(name, str):
+        raise TypeError(f"a lab model's name must be a string ({', '.join(LAB_MODELS)}), got {name!r}")
     if name not in LAB_MODELS:
         raise ValueError(f"unknown lab model {name!r}; choose one of {', '.join(LAB_MODELS)}")
 
@@ -181,12 +184,19 @@ def load_lab_model(
     The state dict is read with ``torch.load(..., weights_only=True)``: tensors only, no pickled
     code. Its accuracy and training settings are in the JSON file beside it (``lab_model_card``).
     """
+    device = torch_device(device)
     path = lab_weights_path(name, weights_dir)
     if not path.is_file():
         raise FileNotFoundError(
             f"no weights for lab model {name!r} at {path}; train them with `gradviz train {name}`"
         )
-    state = torch.load(path, map_location=device, weights_only=True)
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except (EOFError, RuntimeError) as error:  # empty or truncated (pickled code stays refused)
+        raise ValueError(
+            f"{path} could not be read as weights ({type(error).__name__}: {str(error) or 'the file ends early'}); "
+            f"it may be empty or truncated: restore it, or retrain with `gradviz train {name}`"
+        ) from None
     model = build_lab_model(name).to(device)
     try:
         model.load_state_dict(state)
@@ -196,6 +206,16 @@ def load_lab_model(
             f"with `gradviz train {name}` ({error})"
         ) from None
     return model.eval()
+
+
+def torch_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch.device, with a clear error for a name torch does not know ("gpu")."""
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device {device!r} is not a torch device; use 'cpu', 'cuda', 'cuda:0' or 'mps'"
+        ) from None
 
 
 def lab_model_card(name: str, weights_dir: str | os.PathLike | None = None) -> dict:
@@ -355,12 +375,20 @@ def imagenet_preprocess(image: torch.Tensor, resize: int = 256, crop: int = 224)
         raise ValueError(f"image must be a (3, H, W) or (B, 3, H, W) tensor, got {shape}")
     if not image.is_floating_point():
         raise TypeError(f"image must be a float tensor in [0, 1], got dtype {image.dtype}")
+    check_positive_int(resize, "resize")
+    check_positive_int(crop, "crop")
     if crop > resize:
         raise ValueError(f"crop ({crop}) must not exceed resize ({resize})")
     batch = image if image.dim() == 4 else image[None]
     height, width = batch.shape[-2:]
     scale = resize / min(height, width)
     size = (max(resize, round(height * scale)), max(resize, round(width * scale)))
+    if len(batch) * size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise ValueError(
+            f"resize={resize} makes {len(batch)} image(s) of {size[0]:,}x{size[1]:,} pixels, more "
+            f"than the kit's {MAX_IMAGE_PIXELS:,} in all; use a smaller resize (ImageNet models "
+            "are trained at 256 then crop 224)"
+        )
     batch = F.interpolate(batch, size=size, mode="bilinear", antialias=True, align_corners=False)
     top, left = (size[0] - crop) // 2, (size[1] - crop) // 2
     batch = batch[..., top : top + crop, left : left + crop].clamp(0.0, 1.0)

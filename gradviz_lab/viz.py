@@ -28,12 +28,17 @@ import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from ._checks import check_flag, check_number
+
 ArrayLike = Union[torch.Tensor, np.ndarray]
 
 SEQUENTIAL_CMAP = "inferno"  # magnitudes: black (0) -> yellow (large), readable in greyscale
 DIVERGING_CMAP = "RdBu_r"  # signed: blue (< 0), white (0), red (> 0)
 SLIDE_DPI = 200  # a 6.4-inch-wide figure at 200 dpi is 1280 px: full width of a 720p slide
 DEFAULT_CLIP_PERCENTILE = 99.5
+# A PNG of more pixels than this (about 6,300 x 6,300) is refused before it is drawn: drawing
+# holds several copies of the picture in memory (4 bytes per pixel each).
+MAX_FIGURE_PIXELS = 40_000_000
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,9 +214,9 @@ def to_rgb(image: ArrayLike) -> np.ndarray:
     """An image as (H, W, 3) float32 in [0, 1], the layout matplotlib draws.
 
     Accepts the kit's (3, H, W) or (1, H, W) float tensors in [0, 1], a greyscale (H, W) map,
-    channel-last (H, W, 3) arrays, and uint8 arrays (divided by 255).
+    channel-last (H, W, 3) arrays, and uint8 arrays or tensors (divided by 255).
     """
-    is_uint8 = isinstance(image, np.ndarray) and image.dtype == np.uint8
+    is_uint8 = isinstance(image, (np.ndarray, torch.Tensor)) and image.dtype in (np.uint8, torch.uint8)
     img = as_numpy(image, "image")
     if is_uint8:
         img = img / 255.0
@@ -246,7 +251,7 @@ def overlay(
 
     alpha = 0 gives the image back, alpha = 1 the coloured map alone. Returns (H, W, 3) in [0, 1].
     """
-    if not 0.0 <= float(alpha) <= 1.0:
+    if not 0.0 <= check_number(alpha, "alpha") <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     rgb = to_rgb(image)
     colours = colorize(map2d, signed, clip_percentile, cmap)
@@ -317,12 +322,19 @@ def show_grid(
     """
     if not isinstance(maps, Mapping):
         raise TypeError(f"maps must be a dict {{title: map}}, got {type(maps).__name__}")
+    for value, name in ((panel_inches, "panel_inches"), (font_size, "font_size")):
+        if check_number(value, name) <= 0:
+            raise ValueError(f"{name} must be positive, got {value}")
+    check_flag(colorbar, "colorbar")
     imgs = _batch_of_images(images)
     batch = imgs.shape[0]
     batches = {t: _batch_of_maps(t, m, batch, mode, reduce) for t, m in maps.items()}
     alphas = dict(alpha) if isinstance(alpha, Mapping) else {title: alpha for title in batches}
     if set(alphas) != set(batches):
         raise ValueError(f"alpha has titles {sorted(alphas)}, maps have {sorted(batches)}")
+    for title, value in alphas.items():
+        if value is not None and not 0.0 <= check_number(value, f"alpha of {title!r}") <= 1.0:
+            raise ValueError(f"alpha of {title!r} must be in [0, 1], got {value}")
     if row_titles is not None and len(row_titles) != batch:
         raise ValueError(f"row_titles has {len(row_titles)} entries for {batch} images")
     fig, image_axes, map_axes, bar_axes = _grid_layout(
@@ -448,8 +460,15 @@ def figure_to_png(fig: Figure, dpi: float = 100, compress_level: int = 6) -> byt
     """
     if not isinstance(fig, Figure):
         raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
-    if not dpi > 0:
+    if not check_number(dpi, "dpi") > 0:
         raise ValueError(f"dpi must be positive, got {dpi}")
+    width, height = (float(inches) * dpi for inches in fig.get_size_inches())
+    if width * height > MAX_FIGURE_PIXELS:
+        largest = dpi * (MAX_FIGURE_PIXELS / (width * height)) ** 0.5
+        raise ValueError(
+            f"at dpi={dpi:g} the PNG would be {width:,.0f} x {height:,.0f} pixels, more than the "
+            f"kit's {MAX_FIGURE_PIXELS:,} (about 6,300 x 6,300): use dpi <= {int(largest)}"
+        )
     if compress_level not in range(10):
         raise ValueError(f"compress_level must be an int from 0 to 9, got {compress_level!r}")
     buffer = io.BytesIO()
@@ -458,14 +477,23 @@ def figure_to_png(fig: Figure, dpi: float = 100, compress_level: int = 6) -> byt
     return buffer.getvalue()
 
 
-def save_png(fig: Figure, path: str | Path, dpi: float = SLIDE_DPI) -> Path:
-    """Write the figure to ``path`` as a PNG of figsize * dpi pixels; returns the path."""
+def save_png(fig: Figure, path: str | Path, dpi: float = SLIDE_DPI, overwrite: bool = False) -> Path:
+    """Write the figure to ``path`` as a PNG of figsize * dpi pixels; returns the path.
+
+    An existing file is never replaced unless ``overwrite=True``: it may be someone's work.
+    """
     path = Path(path)
+    check_flag(overwrite, "overwrite")
     if path.suffix.lower() != ".png":
         raise ValueError(
             f"save_png writes PNG files; the path should end in .png, got {path.name!r}"
         )
-    if not path.parent.exists():
-        raise ValueError(f"folder {str(path.parent)!r} does not exist")
-    path.write_bytes(figure_to_png(fig, dpi))
+    if not path.parent.is_dir():
+        raise ValueError(f"folder {str(path.parent)!r} does not exist (or is not a folder)")
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"{str(path)!r} exists; pass overwrite=True to replace it, or choose another name"
+        )
+    png = figure_to_png(fig, dpi)  # drawn before the file is opened: an error leaves no stub
+    path.write_bytes(png)
     return path

@@ -462,3 +462,13 @@ def test_gradient_flow_command_prints_norms_and_writes_plot_and_logs(tmp_path, c
     assert f"tensorboard --logdir {(tmp_path / 'runs').as_posix()}" in printed
     for kind in diag.MLP_KINDS:
         assert list((tmp_path / "runs" / kind).glob("events.out.tfevents.*")), kind
+
+
+def test_gradient_flow_refuses_an_existing_out_before_training(tmp_path, capsys) -> None:
+    from gradviz_lab.cli import main
+
+    out = tmp_path / "flow.png"
+    out.write_bytes(b"someone's plot")
+    assert main(["gradient-flow", "--depth", "3", "--steps", "1", "--out", str(out)]) == 2
+    assert "exists; pass --force" in capsys.readouterr().err
+    assert out.read_bytes() == b"someone's plot"

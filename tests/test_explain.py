@@ -265,6 +265,7 @@ def test_cli_knobs_reach_the_method(tiny_gallery, tmp_path):
             str(out),
             "--dpi",
             "30",
+            "--force",  # the same file each time, on purpose
         ]
         assert cli.main(args + list(knobs)) == 0
         return out.read_bytes()
@@ -401,10 +402,11 @@ def test_shapes_defaults_are_the_same_in_the_cli_and_the_dashboards(tmp_path, mo
     monkeypatch.setattr(recipes, "explain", spy)
     out = str(tmp_path / "figure.png")
     assert cli.main(["explain", "shapes:0", "--method", "smoothgrad", "--n-samples", "2", "--out", out]) == 0
-    assert cli.main(["explain", "shapes:0", "--method", "occlusion", "--out", out]) == 0
-    assert cli.main(["explain", "shapes:0", "--method", "smoothgrad", "--sigma", "0.3", "--out", out]) == 0
-    assert cli.main(["explain", "digits:0", "--model", "digits", "--method", "smoothgrad", "--out", out]) == 0
-    assert cli.main(["explain", "shapes:0", "--method", "integrated-gradients", "--steps", "4", "--out", out]) == 0
+    out = [out, "--force"]  # the same file again, on purpose
+    assert cli.main(["explain", "shapes:0", "--method", "occlusion", "--out", *out]) == 0
+    assert cli.main(["explain", "shapes:0", "--method", "smoothgrad", "--sigma", "0.3", "--out", *out]) == 0
+    assert cli.main(["explain", "digits:0", "--model", "digits", "--method", "smoothgrad", "--out", *out]) == 0
+    assert cli.main(["explain", "shapes:0", "--method", "integrated-gradients", "--steps", "4", "--out", *out]) == 0
     assert seen[0]["sigma"] == smoothgrad_dashboard().controls["sigma"].value == 0.05
     assert seen[1]["baseline"] == occlusion_dashboard().controls["baseline"].value == "mean"
     assert seen[2]["sigma"] == 0.3 and "sigma" not in seen[3]  # digits: the general default

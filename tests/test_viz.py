@@ -333,3 +333,22 @@ def test_grid_figures_show_themselves_in_a_notebook():
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     with Image.open(io.BytesIO(png)) as picture:
         assert abs(picture.size[0] - fig.get_size_inches()[0] * 100) <= 1
+
+
+def test_save_png_replaces_a_file_only_when_asked(tmp_path):
+    fig = Figure(figsize=(1, 1))
+    path = tmp_path / "slide.png"
+    path.write_bytes(b"someone's slide")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        viz.save_png(fig, path, dpi=10)
+    assert path.read_bytes() == b"someone's slide"
+    viz.save_png(fig, path, dpi=10, overwrite=True)
+    assert path.read_bytes() == viz.figure_to_png(fig, dpi=10)
+
+
+def test_the_largest_png_is_bounded_before_drawing():
+    fig = Figure(figsize=(10, 5))
+    largest = int((viz.MAX_FIGURE_PIXELS / 50) ** 0.5)  # dpi at which 10 x 5 inches reach the bound
+    assert viz.figure_to_png(fig, dpi=largest * 0.01)[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match=f"use dpi <= {largest}"):
+        viz.figure_to_png(fig, dpi=largest + 1)

@@ -584,3 +584,31 @@ def test_gradcam_dashboard_refuses_a_model_without_feature_maps():
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, len(CLASSES))).eval()
     with pytest.raises(ValueError, match=r"no layer of the model outputs a \(B, K, h, w\) map"):
         gradcam_dashboard(mlp, tiny_images(), CLASSES)
+
+
+def test_figure_names_keep_knob_values_and_never_collide():
+    from gradviz_lab.widgets.base import MAX_NAME, file_name
+
+    plain = file_name(["smoothgrad", "cat"], ["sigma-0.1"])
+    assert plain == "smoothgrad_cat_sigma-0.1.png"  # a name that is its description: no hash
+    # names differing only in punctuation, or beyond the cut, stay apart
+    assert file_name(["occlusion", "a + b"], []) != file_name(["occlusion", "a, b"], [])
+    long_words = ["smoothgrad", "x" * 400]
+    low, high = file_name(long_words, ["sigma-0.10"]), file_name(long_words, ["sigma-0.40"])
+    assert low != high and "sigma-0.10" in low and "sigma-0.40" in high
+    assert len(low) <= MAX_NAME + len("_12345678.png")
+
+
+def test_the_save_button_never_replaces_a_file_it_did_not_write(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    dash = make(saliency_dashboard)
+    mine = tmp_path / "figures" / dash.last_figure_name
+    mine.parent.mkdir()
+    mine.write_bytes(b"someone's figure")
+    saved = dash.save_png()  # the button's call
+    assert mine.read_bytes() == b"someone's figure"
+    assert saved.name == mine.name.replace(".png", "-2.png")
+    assert dash.save_png() == saved  # its own file: replaced, not numbered again
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        dash.save_png(mine)
+    assert dash.save_png(mine, overwrite=True) == mine and mine.read_bytes().startswith(PNG_SIGNATURE)

@@ -16,6 +16,7 @@ from .._checks import (
     requested_classes,
     target_scores,
 )
+from .._forward import NonFiniteError, NonFiniteOutputError, run_model
 
 
 @contextmanager
@@ -35,11 +36,26 @@ def score_gradient(
     backward pass for the whole batch. ``autograd.grad`` leaves the parameters' ``.grad`` alone.
     """
     with gradients_on():
-        x = x.detach().clone().requires_grad_(True)  # a copy: x itself is never touched
-        output = model(x)
+        x = x.detach().clone().requires_grad_(True)  # an ordinary leaf (x may be an inference tensor)
+        output = run_model(model, x)
         scores = target_scores(output, resolved_target(output, target))
         grad = gradient_of(scores, x, "the input")
-    return grad, scores.detach()
+    return finite_map(grad, "gradient"), scores.detach()
+
+
+def finite_map(result: torch.Tensor, what: str) -> torch.Tensor:
+    """The result if all its values are finite. The model's outputs were (``run_model`` checks
+    them), so a nan or inf here is an overflow on the way: a very large input or weights, or a
+    map whose values exceed float32's range (about 3.4e38)."""
+    bad = int((~torch.isfinite(result)).sum())
+    if bad:
+        raise NonFiniteError(
+            f"the {what} map overflowed: {bad} of its {result.numel()} values are not finite "
+            "(nan or inf) although the model's outputs were; its values exceed the range of "
+            f"{result.dtype} (a very large input or weights?). Rescale the input, or compute in "
+            "float64 (model.double(), x.double())"
+        )
+    return result
 
 
 def gradient_of(scores: torch.Tensor, wrt: torch.Tensor, what: str) -> torch.Tensor:
@@ -76,6 +92,16 @@ def chunks(total: int, batch_size: int) -> Iterator[torch.Tensor]:
     """Index ranges 0..total-1 in pieces of at most batch_size (a loop over chunks, not items)."""
     for start in range(0, total, batch_size):
         yield torch.arange(start, min(start + batch_size, total))
+
+
+@contextmanager
+def copies_of(images: torch.Tensor, copies: str) -> Iterator[None]:
+    """A non-finite output of the model on copies of the images (rows of ``images``: the
+    caller's image each copy was made from) is reported for the caller's images."""
+    try:
+        yield
+    except NonFiniteOutputError as error:
+        raise error.for_copies(images, copies) from None
 
 
 def pick(target: torch.Tensor | Callable, images: torch.Tensor) -> torch.Tensor | Callable:

@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import hooks
-from .._checks import Target, check_images
-from ._common import target_per_image
+from .._checks import Target, check_flag, check_images
+from .._forward import run_model
+from ._common import finite_map, target_per_image
 from .gradients import layer_gradients
 from .relu_rules import guided_backprop
 
@@ -27,7 +28,7 @@ def cam_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
     check_images(model, x)
     with hooks.preserved_state(model), torch.no_grad(), hooks.forward_outputs(model) as outputs:
         model.eval()  # one image is enough to see the layers; batch norm in train mode needs two
-        model(x[:1])
+        run_model(model, x[:1])
     runs = Counter(name for name, _, _ in outputs)
     modules = dict(model.named_modules())
     pooled = [out for name, out, _ in outputs if isinstance(modules[name], POOLING)]
@@ -72,6 +73,7 @@ def gradcam(
     its dotted name, or None for ``default_cam_layer(model, x)``. Returns (B, 1, H, W), upsampled
     bilinearly to the input size, or (B, 1, h, w) at the layer's resolution with upsample=False.
     """
+    check_flag(upsample, "upsample")
     if layer is None:
         layer = default_cam_layer(model, x)
     activations, gradients = layer_gradients(model, x, layer, target)
@@ -83,7 +85,7 @@ def gradcam(
     cam = torch.relu((alpha * activations).sum(dim=1, keepdim=True))
     if upsample:
         cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)
-    return cam
+    return finite_map(cam, "Grad-CAM")
 
 
 def guided_gradcam(
@@ -102,4 +104,4 @@ def guided_gradcam(
     with hooks.preserved_state(model):
         target = target_per_image(model, x, target)
         cam = gradcam(model, x, target, layer=layer, upsample=True)
-        return guided_backprop(model, x, target) * cam
+        return finite_map(guided_backprop(model, x, target) * cam, "guided Grad-CAM")

@@ -7,7 +7,8 @@ from torch import nn
 
 from .. import hooks
 from .._checks import Target, check_choice, check_images, resolve_layer, target_scores
-from ._common import gradient_of, gradients_on, resolved_target, score_gradient
+from .._forward import run_model
+from ._common import finite_map, gradient_of, gradients_on, resolved_target, score_gradient
 
 
 def input_gradient(model: nn.Module, x: torch.Tensor, target: Target = None) -> torch.Tensor:
@@ -57,7 +58,7 @@ def layer_gradients(
     with hooks.preserved_state(model), gradients_on():
         x = x.detach().clone().requires_grad_(True)  # a graph even if the weights are frozen
         with hooks.captured_layer(model, name, module) as record:
-            output = model(x)
+            output = run_model(model, x)
         if len(record.outputs) != 1:
             raise ValueError(
                 f"layer {name!r} ran {len(record.outputs)} times in one forward pass; "
@@ -66,4 +67,4 @@ def layer_gradients(
         (activations,) = record.outputs
         scores = target_scores(output, resolved_target(output, target))
         grad = gradient_of(scores, activations, f"layer {name!r}")
-    return activations.detach(), grad
+    return activations.detach(), finite_map(grad, f"layer {name!r} gradient")

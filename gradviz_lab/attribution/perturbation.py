@@ -10,13 +10,16 @@ from .. import hooks
 from .._checks import (
     Target,
     as_image_like,
+    check_batch_memory,
+    check_flag,
     check_images,
     check_pair,
     check_positive_int,
     fixed_target_and_scores,
     target_scores,
 )
-from ._common import chunks, pick
+from .._forward import run_model
+from ._common import chunks, copies_of, finite_map, pick
 
 
 def window_starts(size: int, window: int, stride: int) -> torch.Tensor:
@@ -66,6 +69,7 @@ def occlusion(
     check_images(model, x)
     (h, w), (sh, sw) = check_pair(window, "window"), check_pair(stride, "stride")
     check_positive_int(batch_size, "batch_size")
+    check_flag(per_position, "per_position")
     height, width = x.shape[-2:]
     if h > height or w > width:
         raise ValueError(f"window {(h, w)} is larger than the image {(height, width)}")
@@ -74,6 +78,7 @@ def occlusion(
     rows = window_covers(height, h, sh).to(x.device, x.dtype)
     cols = window_covers(width, w, sw).to(x.device, x.dtype)
     batch, n_positions = len(x), len(rows) * len(cols)
+    check_batch_memory(batch * n_positions, x, batch_size, "occluded copies")
     # made outside inference mode: an ordinary tensor, that callers may later change in place
     drops = torch.empty(batch * n_positions, dtype=x.dtype, device=x.device)
     with hooks.preserved_state(model), torch.inference_mode():
@@ -84,12 +89,14 @@ def occlusion(
             row, col = position // len(cols), position % len(cols)
             covered = rows[row].unsqueeze(2) * cols[col].unsqueeze(1)  # (chunk, H, W) 0/1
             occluded = torch.where(covered.unsqueeze(1) > 0, fill[images], x[images])
-            drops[chunk] = clean[images] - target_scores(model(occluded), pick(target, images))
-    drops = drops.view(batch, len(rows), len(cols))
+            with copies_of(images, "occluded copies"):
+                scores = target_scores(run_model(model, occluded), pick(target, images))
+            drops[chunk] = clean[images] - scores
+    drops = finite_map(drops, "occlusion").view(batch, len(rows), len(cols))
     if per_position:
         return drops.unsqueeze(1)
     # Sum of the drops of the windows covering each pixel, divided by how many windows do
     # (a stride longer than the window leaves pixels that no window covers: they get 0).
     total = rows.T @ drops @ cols
     count = rows.T @ torch.ones_like(drops[0]) @ cols
-    return (total / count.clamp(min=1)).unsqueeze(1)
+    return finite_map((total / count.clamp(min=1)).unsqueeze(1), "occlusion")

@@ -11,20 +11,40 @@ from torch import nn
 from .. import hooks
 from .._checks import (
     Target,
+    check_batch_memory,
     check_choice,
     check_images,
     check_number,
     check_positive_int,
 )
-from ._common import chunks, pick, target_per_image
+from ._common import chunks, copies_of, finite_map, pick, target_per_image
 from .gradients import input_gradient
 
 
-def unit_noise(shape: torch.Size, n_samples: int, seed: int) -> list[torch.Tensor]:
-    """n_samples N(0, 1) images of the given (C, H, W) shape, drawn on the CPU from a seeded
-    generator (the same numbers on every device), one draw per sample."""
-    generator = torch.Generator().manual_seed(seed)
-    return [torch.randn(shape, generator=generator) for _ in range(n_samples)]
+class UnitNoise:
+    """N(0, 1) images of one (C, H, W) shape, drawn on the CPU from a seeded generator (the same
+    numbers on every device), one draw per sample: sample n is the n-th draw.
+
+    ``images(samples)`` gives the noise of the requested samples, which must come in order (as
+    SmoothGrad's batches do); samples before the first requested are forgotten, so memory holds
+    one batch of noise, not all n_samples images.
+    """
+
+    def __init__(self, shape: torch.Size, seed: int) -> None:
+        self.shape = shape
+        self.generator = torch.Generator().manual_seed(seed)
+        self.first = 0  # the sample number of kept[0]
+        self.kept: list[torch.Tensor] = []
+
+    def images(self, samples: torch.Tensor) -> torch.Tensor:
+        first, last = int(samples.min()), int(samples.max())
+        if first < self.first:
+            raise ValueError(f"sample {first} was already forgotten: ask for samples in order")
+        self.kept = self.kept[first - self.first :]
+        self.first = first
+        while self.first + len(self.kept) <= last:
+            self.kept.append(torch.randn(self.shape, generator=self.generator))
+        return torch.stack(self.kept)[samples.cpu() - first]
 
 
 def _attribution(method: Callable, model: nn.Module, x: torch.Tensor, target, kwargs: dict):
@@ -73,17 +93,20 @@ def smoothgrad(
     check_positive_int(seed, "seed", minimum=0)
     if not callable(method):
         raise TypeError(f"method must be an attribution function, got {type(method).__name__}")
+    check_batch_memory(n_samples * len(x), x, batch_size, "noisy copies")
     x, batch = x.detach(), len(x)
     value_range = x.amax(dim=(1, 2, 3)) - x.amin(dim=(1, 2, 3))
     noise_std = (sigma * value_range).view(-1, 1, 1, 1)
-    noise = torch.stack(unit_noise(x.shape[1:], n_samples, seed)).to(x.device, x.dtype)
+    noise = UnitNoise(x.shape[1:], seed)
     total = total_sq = None  # per image, in float64: VarGrad subtracts two close numbers
     with hooks.preserved_state(model):
         target = target_per_image(model, x, target)
         for rows in chunks(n_samples * batch, batch_size):  # row r = (sample r // B, image r % B)
-            images, samples = (rows % batch).to(x.device), (rows // batch).to(x.device)
-            noisy = x[images] + noise_std[images] * noise[samples]
-            g = _attribution(method, model, noisy, pick(target, images), method_kwargs).double()
+            images, samples = (rows % batch).to(x.device), rows // batch
+            noisy = x[images] + noise_std[images] * noise.images(samples).to(x.device, x.dtype)
+            with copies_of(images, "noisy copies"):
+                g = _attribution(method, model, noisy, pick(target, images), method_kwargs)
+            g = g.double()
             if total is None:
                 total = g.new_zeros((batch, *g.shape[1:]))
                 total_sq = torch.zeros_like(total)
@@ -91,4 +114,4 @@ def smoothgrad(
             total_sq.index_add_(0, images, g * g)
     mean, mean_sq = total / n_samples, total_sq / n_samples
     result = {"mean": mean, "squared": mean_sq, "variance": (mean_sq - mean**2).clamp(min=0)}
-    return result[variant].to(x.dtype)
+    return finite_map(result[variant].to(x.dtype), "SmoothGrad")

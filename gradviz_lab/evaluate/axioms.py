@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from .. import hooks
-from .._checks import Target, check_images, fixed_target, target_scores
+from .._checks import Target, check_finite, check_flag, check_images, fixed_target, target_scores
+from .._forward import run_model
 from ..attribution.integrated import make_baseline
 
 
@@ -35,12 +36,17 @@ def completeness_gap(
     When F(x) = F(x') the relative gap is inf (or nan if the attributions sum to 0 too).
     """
     check_images(model, x)
+    check_flag(relative, "relative")
     if not isinstance(attributions, torch.Tensor) or attributions.dim() < 1 or len(attributions) != len(x):
         shape = tuple(attributions.shape) if isinstance(attributions, torch.Tensor) else type(attributions).__name__
         raise ValueError(f"attributions must have one row per image ({len(x)}), got {shape}")
+    if attributions.is_complex() or attributions.dtype == torch.bool:
+        raise TypeError(f"attributions must hold real numbers, got dtype {attributions.dtype}")
+    check_finite(attributions, "attributions")
     x_base = make_baseline(x, baseline)
     with hooks.preserved_state(model), torch.no_grad():
         target = fixed_target(model, x, target)
-        gain = (target_scores(model(x), target) - target_scores(model(x_base), target)).double()
+        gain = target_scores(run_model(model, x), target) - target_scores(run_model(model, x_base), target)
+        gain = gain.double()
     gap = (attributions.detach().flatten(1).double().sum(dim=1) - gain).abs()
     return gap / gain.abs() if relative else gap

@@ -31,6 +31,7 @@ from torch import nn
 from .. import hooks
 from .._checks import (
     Target,
+    check_batch_memory,
     check_choice,
     check_image_batch,
     check_images,
@@ -39,6 +40,7 @@ from .._checks import (
     fixed_target,
     target_scores,
 )
+from .._forward import run_model
 from ..attribution.integrated import make_baseline
 from ._maps import pixel_map
 from .imputation import impute
@@ -139,6 +141,7 @@ def perturbation_curve(
     batch, _, height, width = x.shape
     n_pixels = height * width
     steps = min(check_positive_int(steps, "steps"), n_pixels)  # at most one pixel per step
+    check_batch_memory(batch * (steps + 1), x, batch_size, "perturbed copies")
     ranks = pixel_ranks(pixel_map(saliency_map, height, width, batch)).to(x.device).unsqueeze(1)
     if baseline is None:
         baseline = 0.0 if kind == "deletion" else "blur"
@@ -155,7 +158,7 @@ def perturbation_curve(
             chunk_fill = None if fill is None else fill[images]
             perturbed = _with_pixels_changed(x[images], chunk_fill, changed, kind)
             chunk_target = target[images] if isinstance(target, torch.Tensor) else target
-            scores[items] = _class_score(model(perturbed), chunk_target, score).double()
+            scores[items] = _class_score(run_model(model, perturbed), chunk_target, score).double()
     fractions = counts.double() / n_pixels
     return Curve(fractions, scores.view(batch, steps + 1), kind)
 

@@ -10,6 +10,8 @@ The shapes data (``gradviz_lab.data.make_shapes``) come with exact object masks.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -18,14 +20,42 @@ from ._maps import boolean_masks, pixel_map
 
 
 def dilated(masks: torch.Tensor, radius: float) -> torch.Tensor:
-    """(B, H, W) bool masks grown by every pixel within Euclidean distance ``radius``."""
+    """(B, H, W) bool masks grown by every pixel within Euclidean distance ``radius``.
+
+    Pixel (i, j) joins when a mask pixel (i + dy, j + dx) has dx^2 + dy^2 <= radius^2, i.e.
+    |dx| <= w(dy) = floor(sqrt(radius^2 - dy^2)). For each row offset dy that is the mask widened
+    by w(dy) columns (counted with a cumulative sum along the rows) and shifted by dy rows. Only
+    offsets inside the image matter (|dy| < H, |dx| < W), so memory stays a few masks and time
+    at most H * H * W per image, however large the radius: a disc larger than the image is
+    the image.
+    """
     if radius <= 0:
         return masks
-    r = int(radius)
-    offsets = torch.arange(-r, r + 1, dtype=torch.float32)
-    disc = (offsets.view(-1, 1) ** 2 + offsets.view(1, -1) ** 2 <= radius**2).float()
-    grown = F.conv2d(masks.float().unsqueeze(1), disc.to(masks.device).view(1, 1, *disc.shape), padding=r)
-    return grown.squeeze(1) > 0
+    batch, height, width = masks.shape
+    # radius^2 in float32, as a disc of float32 offsets compared with it would see it
+    radius_sq = float(torch.tensor(float(radius) ** 2, dtype=torch.float32))
+    counts = F.pad(masks.to(torch.int32).cumsum(dim=-1), (1, 0))  # counts[..., k] = sum of [:k]
+    columns = torch.arange(width, device=masks.device)
+    grown = torch.zeros_like(masks, dtype=torch.bool)
+    for dy in range(-min(int(radius), height - 1), min(int(radius), height - 1) + 1):
+        w = _half_width(radius_sq, dy, width - 1)
+        right, left = (columns + w + 1).clamp(max=width), (columns - w).clamp(min=0)
+        wide = (counts[..., right] - counts[..., left]) > 0  # a mask pixel within w columns
+        if dy >= 0:  # row i takes row i + dy
+            grown[:, : height - dy] |= wide[:, dy:]
+        else:
+            grown[:, -dy:] |= wide[:, : height + dy]
+    return grown
+
+
+def _half_width(radius_sq: float, dy: int, largest: int) -> int:
+    """The largest dx in 0..largest with dx^2 + dy^2 <= radius_sq (dy^2 <= radius_sq)."""
+    w = min(int(math.sqrt(max(radius_sq - dy * dy, 0.0))), largest)
+    while w < largest and (w + 1) ** 2 + dy * dy <= radius_sq:  # sqrt's rounding, both ways
+        w += 1
+    while w > 0 and w * w + dy * dy > radius_sq:
+        w -= 1
+    return w
 
 
 def pointing_game(saliency_map: torch.Tensor, masks: torch.Tensor, tolerance: float = 0.0) -> torch.Tensor:

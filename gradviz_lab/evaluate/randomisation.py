@@ -24,7 +24,15 @@ import torch
 from torch import nn
 
 from .. import hooks
-from .._checks import Target, check_images, check_model, fixed_target, resolve_layer
+from .._checks import (
+    Target,
+    check_finite,
+    check_flag,
+    check_images,
+    check_model,
+    fixed_target,
+    resolve_layer,
+)
 from .similarity import SSIM_WINDOW, spearman, ssim
 from .table import Table
 
@@ -124,6 +132,7 @@ def randomised_copy(
     for a slider: one deep copy and a few re-drawn layers.
     """
     check_model(model)
+    check_flag(cascading, "cascading")
     names = _layer_names(model, layers)
     n_layers = _check_depth(n_layers, len(names), cascading)
     _check_seed(seed)
@@ -177,26 +186,44 @@ def randomisation_test(
     check_images(model, x)
     if not callable(method):
         raise TypeError(f"method must be a function (model, x, target) -> maps, got {type(method).__name__}")
+    for flag, name in ((cascading, "cascading"), (absolute, "absolute"), (return_maps, "return_maps")):
+        check_flag(flag, name)
     names = _layer_names(model, layers)
     _check_seed(seed)
+
+    def maps_of(net: nn.Module) -> torch.Tensor:
+        return _checked_maps(method(net, x, target), len(x), _name(method))
+
     with hooks.preserved_state(model):
         target = fixed_target(model, x, target)  # the trained model's classes, for every copy
-        original = method(model, x, target).detach()
+        original = maps_of(model)
     working = copy.deepcopy(model)
     modules = dict(working.named_modules())
-    maps = [method(working, x, target).detach()]
+    maps = [maps_of(working)]
     rows = [_similarity_row("(none)", 0, original, maps[0], absolute)]
     for position, name in enumerate(names):
         layer = modules[name]
         trained = copy.deepcopy(layer.state_dict())
         reinitialise(layer, _layer_seed(seed, position))
-        maps.append(method(working, x, target).detach())
+        maps.append(maps_of(working))
         rows.append(_similarity_row(name, position + 1 if cascading else 1, original, maps[-1], absolute))
         if not cascading:
             layer.load_state_dict(trained)  # independent: put the trained layer back
     kind = "cascading" if cascading else "independent"
     table = Table(rows, title=f"{_name(method)}: {kind} randomisation, similarity to the trained model's map")
     return (table, maps) if return_maps else table
+
+
+def _checked_maps(maps: object, batch: int, name: str) -> torch.Tensor:
+    """The method's maps, detached, if they are a tensor (B, ...) of one finite map per image."""
+    if not isinstance(maps, torch.Tensor) or maps.dim() < 2 or len(maps) != batch:
+        got = f"shape {tuple(maps.shape)}" if isinstance(maps, torch.Tensor) else type(maps).__name__
+        raise TypeError(
+            f"method {name!r} must return one map per image, a tensor (B, ...) with B = {batch} "
+            f"rows and at least one value per image, got {got}"
+        )
+    check_finite(maps, f"the maps of method {name!r}")
+    return maps.detach()
 
 
 def _name(method: object) -> str:

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import attribution, hooks
-from .._checks import check_image_batch, check_images, check_number, check_positive_int, class_indices
+from .._checks import check_flag, check_image_batch, check_images, check_number, check_positive_int, class_indices
+from .._forward import run_model
 from ..data import SHAPE_CLASSES, TAG_COLOUR, TAGGED_CLASS, tag_mask
 from ._maps import boolean_masks
 from .faithfulness import deletion_curve, insertion_curve
@@ -114,7 +115,7 @@ def _labels(labels: torch.Tensor, n: int) -> torch.Tensor:
 def _check_classes(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> None:
     """Every label must be a class of the model (checked on one forward pass of one image)."""
     with torch.no_grad():
-        n_classes = model(images[:1]).shape[-1]
+        n_classes = run_model(model, images[:1]).shape[-1]
     class_indices(torch.zeros(len(labels), n_classes, device=labels.device), labels)
 
 
@@ -174,6 +175,8 @@ def evaluate_methods(
     {name: (N, 1, H, W) maps}. The model is left exactly as it was.
     """
     check_images(model, images, "images")
+    check_flag(randomisation, "randomisation")
+    check_flag(return_maps, "return_maps")
     labels = _labels(labels, len(images)).to(images.device)
     height, width = images.shape[-2:]
     masks = boolean_masks(masks, height, width, len(images)).to(images.device)
@@ -231,7 +234,7 @@ def _logits(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Te
     check_images(model, images, "images")
     check_positive_int(batch_size, "batch_size")
     with hooks.preserved_state(model), torch.no_grad():
-        return torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+        return torch.cat([run_model(model, images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
 def with_tag(images: torch.Tensor, region: torch.Tensor, colour: tuple[float, ...] = TAG_COLOUR) -> torch.Tensor:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_finite
+from .._checks import check_finite, check_flag
 
 
 def _as_rows(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,6 +27,8 @@ def _as_rows(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
         if t.dim() < 2:
             raise ValueError(f"{name} must be a batch of maps (B, ...), got shape {tuple(t.shape)}")
+        if t.is_complex():
+            raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
         check_finite(t, name)
     if a.shape != b.shape:
         raise ValueError(f"the maps must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
@@ -70,7 +72,7 @@ def spearman(a: torch.Tensor, b: torch.Tensor, absolute: bool = True) -> torch.T
     absolute=True compares |a| and |b|. A constant map has no ranking: its rho is nan.
     """
     rows_a, rows_b = _as_rows(a, b)
-    if absolute:
+    if check_flag(absolute, "absolute"):
         rows_a, rows_b = rows_a.abs(), rows_b.abs()
     return pearson(average_ranks(rows_a), average_ranks(rows_b))
 
@@ -108,6 +110,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor, absolute: bool = True) -> torch.Tenso
     1 = identical structure. Maps: (B, H, W) or (B, C, H, W), H and W at least 11.
     """
     _as_rows(a, b)  # type, shape and finiteness checks
+    check_flag(absolute, "absolute")
     if a.dim() not in (3, 4):
         raise ValueError(f"ssim needs maps of shape (B, H, W) or (B, C, H, W), got {tuple(a.shape)}")
     if min(a.shape[-2:]) < SSIM_WINDOW:

@@ -8,7 +8,7 @@ is compared against, so formatting is deterministic: fixed decimals and no "-0.0
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 
 def format_value(value: object, precision: int = 3) -> str:
@@ -26,6 +26,14 @@ class Table:
     """Rows (dicts with the same keys, in the same order), a title and a print precision."""
 
     def __init__(self, rows: Sequence[Mapping[str, object]], title: str = "", precision: int = 3) -> None:
+        if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Iterable):
+            raise TypeError(f"rows must be a list of dicts {{column: value}}, got {type(rows).__name__}")
+        rows = list(rows)
+        for number, row in enumerate(rows):
+            if not isinstance(row, Mapping):
+                raise TypeError(f"every row of a Table must be a dict {{column: value}}; row {number} is {type(row).__name__}")
+        if isinstance(precision, bool) or not isinstance(precision, int) or not 0 <= precision <= 20:
+            raise ValueError(f"precision must be an int from 0 to 20 (decimals), got {precision!r}")
         rows = [dict(row) for row in rows]
         if rows and any(list(row) != list(rows[0]) for row in rows):
             raise ValueError("every row of a Table must have the same columns, in the same order")

@@ -18,6 +18,7 @@ or ``dash.set(sigma=0.3, n_samples=10)`` (several at once, one redraw), and read
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import html
 import logging
 import re
@@ -35,6 +36,8 @@ import torch
 from torch import nn
 
 from .. import hooks, viz
+from .._checks import check_flag
+from .._forward import run_model
 from ..attribution import window_starts
 from .recipes import (
     METHODS,
@@ -94,6 +97,61 @@ class LRUCache:
         self.entries.clear()
 
 
+MAX_NAME = 150  # characters of a figure's file name, before ".png"
+
+
+def file_name(words: list[str], knobs: list[str], limit: int = MAX_NAME) -> str:
+    """"word_word_knob-value_....png", made of letters, digits and . = - _ only.
+
+    When that changes the description (other characters replaced by _) or must be cut to
+    ``limit`` characters (the words are cut, the knobs kept), an 8-character hash of the full
+    description is added: names that differ only in punctuation, or beyond the cut, stay apart.
+    """
+    description = "_".join(words + knobs)
+    slug = _slug(description)
+    if slug == description and len(slug) <= limit:
+        return f"{slug}.png"
+    digest = hashlib.sha256(description.encode()).hexdigest()[:8]
+    tail = _slug("_".join(knobs))
+    head = _slug("_".join(words))[: max(limit - len(tail) - 1, 16)].rstrip("_")
+    name = "_".join(part for part in (head, tail) if part)[:limit].rstrip("_")
+    return f"{name}_{digest}.png"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.=-]+", "_", text).strip("_")
+
+
+def free_path(path: Path, written: set[Path]) -> Path:
+    """path, or path with -2, -3, ... before its suffix: the first that does not exist or that
+    is in ``written`` (a file the caller wrote itself, which it may replace)."""
+    candidate, number = path, 1
+    while candidate.exists() and candidate.resolve() not in written:
+        number += 1
+        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+    return candidate
+
+
+def write_png_file(
+    path: str | Path, png: Callable[[], bytes], written: set[Path], overwrite: bool = False
+) -> Path:
+    """Write png() to path (a .png; its folders are made) and add it to ``written``. An existing
+    file is replaced only with overwrite=True or if it is in ``written``: it may be someone's work."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"the figure is saved as PNG: give a path ending in .png, got {str(path)!r}")
+    if path.exists() and not overwrite and path.resolve() not in written:
+        raise FileExistsError(
+            f"{str(path)!r} exists and was not written here; pass overwrite=True to replace "
+            "it, or choose another name"
+        )
+    data = png()  # drawn before the file is opened: an error leaves no empty file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    written.add(path.resolve())
+    return path
+
+
 def _checked_images(images: torch.Tensor) -> torch.Tensor:
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"images must be a torch.Tensor (N, C, H, W), got {type(images).__name__}")
@@ -137,6 +195,7 @@ class Dashboard(widgets.VBox):
         self.last_map: np.ndarray | None = None
         self.last_figure = None
         self.last_figure_name = ""
+        self.written: set[Path] = set()  # the files save_png wrote: its own to replace
         self.last_png = b""
         self.last_error: BaseException | None = None
         self.last_seconds = 0.0
@@ -201,7 +260,7 @@ class Dashboard(widgets.VBox):
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
         self.images = _checked_images(images).to(device)  # on the model's device, e.g. a GPU
         with hooks.preserved_state(model), torch.no_grad():
-            n_classes = model(self.images[:1]).shape[-1]
+            n_classes = run_model(model, self.images[:1]).shape[-1]
         self.class_names = class_names_of(model, class_names) or [
             f"class {k}" for k in range(n_classes)
         ]
@@ -235,7 +294,8 @@ class Dashboard(widgets.VBox):
 
         def forward() -> torch.Tensor:
             with hooks.preserved_state(self.model), torch.no_grad():
-                return torch.softmax(self.model(self.images[index : index + 1])[0].float(), dim=0)
+                output = run_model(self.model, self.images[index : index + 1])
+                return torch.softmax(output[0].float(), dim=0)
 
         return self.predictions.get(index, forward)
 
@@ -408,7 +468,12 @@ class Dashboard(widgets.VBox):
 
     def figure_name(self) -> str:
         """A file name saying what is on show: dashboard, image, the class explained (if a class
-        is) and the knob values, as they are now (``last_figure_name``: as when last drawn)."""
+        is) and the knob values, as they are now (``last_figure_name``: as when last drawn).
+
+        Where the name is not the description itself (characters a file name should not hold
+        were replaced, or it was cut to ``MAX_NAME`` characters, from the image's name, never
+        from the knob values), a short hash of the full description keeps two figures apart.
+        """
         words = [
             type(self).__name__.removesuffix("Dashboard").lower() or "dashboard",
             self.image_names[int(self.image.value)],
@@ -416,21 +481,29 @@ class Dashboard(widgets.VBox):
         explained = self.last_explanations[self.main] if self.last_explanations else None
         if explained is not None and explained.target is not None:
             words.append(explained.target_name)
-        words += [f"{name}-{control.value}" for name, control in self.knobs.items()]
-        slug = re.sub(r"[^A-Za-z0-9.=-]+", "_", "_".join(words)).strip("_")
-        return f"{slug[:150]}.png"
+        knobs = [f"{name}-{control.value}" for name, control in self.knobs.items()]
+        return file_name(words, knobs)
 
-    def save_png(self, path: str | Path | None = None, dpi: float | None = None) -> Path:
-        """Write the figure on show to ``path`` (default ``figures/`` + ``last_figure_name``) at
-        ``dpi`` (default 200, slide resolution); returns the path written."""
+    def save_png(
+        self, path: str | Path | None = None, dpi: float | None = None, overwrite: bool = False
+    ) -> Path:
+        """Write the figure on show to ``path`` at ``dpi`` (default 200, slide resolution);
+        returns the path written.
+
+        Without a path: ``figures/`` + ``last_figure_name``, or, if a file of that name exists
+        that this dashboard did not write, the same name with -2, -3, ... (the button never
+        replaces someone's file). A path given that exists is replaced only with
+        ``overwrite=True`` or if this dashboard wrote it.
+        """
         if self.last_figure is None:
             raise RuntimeError("nothing to save: the dashboard has not drawn a figure yet")
-        path = Path("figures") / self.last_figure_name if path is None else Path(path)
-        if path.suffix.lower() != ".png":
-            raise ValueError(f"the figure is saved as PNG: give a path ending in .png, got {str(path)!r}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(viz.figure_to_png(self.last_figure, dpi=dpi or self.slide_dpi))
-        return path
+        check_flag(overwrite, "overwrite")
+        if path is None:
+            path = free_path(Path("figures") / self.last_figure_name, self.written)
+        return write_png_file(
+            path, lambda: viz.figure_to_png(self.last_figure, dpi=dpi or self.slide_dpi),
+            self.written, overwrite,
+        )
 
     def _on_save(self, _button: widgets.Button) -> None:
         self.saved.value = ""

@@ -27,6 +27,7 @@ from torch import nn
 
 from .. import attribution, data, hooks, models
 from .._checks import resolve_layer
+from .._forward import run_model
 from ..attribution.integrated import make_baseline
 from ..viz import show_grid, to_2d
 
@@ -173,13 +174,13 @@ def resolve_target(
 ) -> int:
     """None -> the predicted class; a class name -> its index; an int -> checked and kept."""
     with hooks.preserved_state(model), torch.no_grad():
-        logits = model(x)
+        logits = run_model(model, x)
     n_classes = logits.shape[-1]
     if target is None:
         return int(logits[0].argmax())
     if isinstance(target, str):
         if class_names is None or target not in class_names:
-            if target.isdigit():
+            if target.isascii() and target.isdigit():  # "3", not "²"
                 return resolve_target(model, x, int(target), class_names)
             raise ValueError(
                 f"unknown target class {target!r}; classes are: {_listed(class_names)}"
@@ -223,7 +224,7 @@ def spatial_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[str, int]]:
     left out, since a layer's activations must be one tensor to explain."""
     with hooks.preserved_state(model), torch.no_grad(), hooks.forward_shapes(model) as shapes:
         model.eval()  # one image is enough to see the layers; batch norm in train mode needs two
-        model(x[:1])
+        run_model(model, x[:1])
     runs = Counter(name for name, _ in shapes)
     leaves = {name for name, m in model.named_modules() if not list(m.children())}
     return [
