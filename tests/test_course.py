@@ -98,9 +98,9 @@ def test_files_present_without_a_manifest_count_as_yours(tmp_path):
 
 
 def test_a_copy_never_writes_into_the_sources(tmp_path):
-    before = {path: _sha(path) for folder in course.COURSE_FOLDERS for path in (ROOT / folder).glob("*")}
+    before = {path: _sha(path) for folder in course.COURSE_FOLDERS for path in (ROOT / folder).glob("*.ipynb")}
     copy_course(tmp_path / "mine")
-    after = {path: _sha(path) for folder in course.COURSE_FOLDERS for path in (ROOT / folder).glob("*")}
+    after = {path: _sha(path) for folder in course.COURSE_FOLDERS for path in (ROOT / folder).glob("*.ipynb")}
     assert after == before
 
 
