@@ -38,6 +38,10 @@ def with_setup_cell(notebook: nbformat.NotebookNode) -> bool:
 
 
 def main() -> int:
+    # First bring exercises/ up to date with the solutions as they are: an exercise that is exactly
+    # what the generator makes is then recorded as the generator's (older ones carry no record), so
+    # the regeneration below may replace it. A hand-edited exercise stops the script here, untouched.
+    write_exercises(REPO_ROOT / "solutions", REPO_ROOT / "exercises")
     for folder in ("notebooks", "solutions"):
         for path in sorted((REPO_ROOT / folder).glob("*.ipynb")):
             notebook = nbformat.read(path, as_version=4)
