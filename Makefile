@@ -1,23 +1,25 @@
-# gradviz-lab: `make lab` (set up, then JupyterLab on the lessons) and `make test` (set up, then
-# every test). Setup is a stamp file: it reruns only when pyproject.toml or the torch pair change.
+# gradviz-lab: `make lab` (set up, then JupyterLab on your copy of the lessons) and `make test` (set
+# up, then every test). Setup is a stamp file: it reruns only when pyproject.toml or the torch pair change.
 
 PYTHON     ?= python3
 VENV       ?= .venv
 BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.gradviz-installed
 TORCH_PAIR ?= -r requirements/torch-pair.txt
-PORT       ?= 8888
-# One token per `make lab`, generated once (`:=`) so the printed URL matches the server.
-ifndef GRADVIZ_TOKEN
-GRADVIZ_TOKEN := $(shell $(PYTHON) -c 'import secrets; print(secrets.token_hex(24))')
-endif
-ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+# The students' working copy of the course (git-ignored; made and refreshed by `gradviz course`,
+# which never overwrites a file you changed). notebooks/, exercises/, solutions/ are the sources.
+WORKSPACE  ?= workspace
+# Empty: `gradviz lab` takes the first free port from 8888. The token is made by `gradviz lab` and
+# handed to JupyterLab in its environment, never on a command line.
+PORT       ?=
+PORT_ARG   := $(if $(PORT),--port $(PORT),)
 PYTEST_ARGS ?=
 
-.PHONY: help setup lab test test-portable unit nbval bench exercises system-deps clean
+.PHONY: help setup lab lab-sources test test-portable unit nbval bench exercises system-deps clean
 
 help:
-	@echo "make lab          set up .venv, then start JupyterLab on notebooks/ (127.0.0.1, token)"
+	@echo "make lab          set up .venv, copy the course into $(WORKSPACE)/, start JupyterLab there (127.0.0.1, token)"
+	@echo "make lab-sources  (instructors) JupyterLab on the course's sources: notebooks/, solutions/"
 	@echo "make test         set up .venv, then run unit tests and nbval on notebooks/ and solutions/"
 	@echo "make test-portable nbval on notebooks/ and solutions/ again, as on other CPUs (tests/emulate_cpu.py)"
 	@echo "make bench        run the benchmarks in benchmarks/"
@@ -37,14 +39,11 @@ $(STAMP): pyproject.toml requirements/torch-pair.txt
 setup: $(STAMP)
 
 lab: setup
-	@echo ""
-	@echo "  gradviz-lab: open http://127.0.0.1:$(PORT)/lab/tree/notebooks?token=$(GRADVIZ_TOKEN)"
-	@echo "  (Ctrl-C to stop)"
-	@echo ""
-	$(BIN)/jupyter lab --no-browser $(ALLOW_ROOT) \
-	    --ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) --ServerApp.port_retries=0 \
-	    --ServerApp.root_dir=. --ServerApp.default_url=/lab/tree/notebooks \
-	    --IdentityProvider.token=$(GRADVIZ_TOKEN)
+	$(BIN)/gradviz lab $(WORKSPACE) $(PORT_ARG)
+
+# Edits here change the sources that nbval checks and the wheel ships: run `make test` after.
+lab-sources: setup
+	$(BIN)/gradviz lab --no-copy . $(PORT_ARG)
 
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with nbval_sanitize.cfg
 # The emulated CPUs of test-portable (names of tests/emulate_cpu.py's SETTINGS).
@@ -75,4 +74,4 @@ system-deps:
 	apt-get install -y --no-install-recommends chromium
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info

@@ -27,7 +27,7 @@ import torch
 from gradviz_lab import attribution
 from gradviz_lab.data import make_shapes
 from gradviz_lab.evaluate import completeness_gap, deletion_curve, insertion_curve, random_map
-from gradviz_lab.models import MODELS_DIR, lab_weights_path, load_lab_model
+from gradviz_lab.models import lab_weights_path, load_lab_model, shipped_models_dir
 
 EVAL_SEED = 2024  # the images of tests/test_evaluate_lab_models.py
 
@@ -62,7 +62,7 @@ def noise_robustness(model: torch.nn.Module, sigma: float) -> float:
 
 def main(folders: list[str]) -> None:
     torch.set_num_threads(1)
-    for folder in folders or [str(MODELS_DIR)]:
+    for folder in folders or [str(shipped_models_dir())]:
         for name in ("shapes", "shapes-tagged", "shapes-softplus"):
             if not lab_weights_path(name, folder).is_file():
                 print(f"{folder}: no {name} weights, skipped")

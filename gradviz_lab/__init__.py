@@ -14,6 +14,9 @@ Modules map to the ideas of the course:
 - ``diagnostics``  gradient flow while training, TensorBoard logging
 - ``featureviz``   activation maximisation, top-k activating patches
 - ``explain``      ``gradviz explain``: one figure to a PNG, for slides
+- ``course``       ``gradviz course``: your own copy of the course, never overwritten
+- ``lab``          ``gradviz lab``: JupyterLab on that copy, on 127.0.0.1 with a fresh token
+- ``shipped``      where the data and the course's notebooks are, installed or in a clone
 """
 
 __version__ = "0.1.0"

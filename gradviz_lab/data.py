@@ -1,7 +1,8 @@
 """Images to explain: real MNIST digits, procedural shapes with ground-truth masks, photos.
 
 Everything here works offline from the files shipped in ``data/`` (see ``data/README.md`` for each
-file's source and licence):
+file's source and licence), which the installed package carries inside it (``gradviz_lab.shipped``;
+the environment variable ``GRADVIZ_DATA`` points at another copy):
 
 - ``load_digits(split)``: 5,000 real MNIST digits (4,000 train / 1,000 test), shipped as uint8.
 - ``make_shapes(n, seed)``: coloured shapes on noisy, gradient or textured backgrounds, with one
@@ -28,9 +29,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ._checks import check_number, check_positive_int
+from .shipped import shipped_file
 
-# The repository's data/ folder; GRADVIZ_DATA points elsewhere (e.g. a copy beside an installed wheel).
-DATA_DIR = Path(os.environ.get("GRADVIZ_DATA", Path(__file__).resolve().parents[1] / "data"))
 
 DIGIT_CLASSES: tuple[str, ...] = tuple("0123456789")
 SHAPE_CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "cross", "star")
@@ -41,13 +41,8 @@ PHOTOS: tuple[str, ...] = ("cat", "coffee", "rocket", "astronaut", "cat_and_coff
 
 
 def _data_file(*parts: str) -> Path:
-    path = DATA_DIR.joinpath(*parts)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} is missing: the shipped data lives in the repository's data/ folder "
-            f"(set GRADVIZ_DATA to that folder if the package is installed elsewhere)"
-        )
-    return path
+    """A shipped data file: in the installed package, in a clone's data/, or under GRADVIZ_DATA."""
+    return shipped_file("data", *parts)
 
 
 def _uint8_to_unit(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """The networks the lessons explain: small lab CNNs with shipped weights, and ImageNet models.
 
-Lab models (trained by ``gradviz train NAME``, weights in ``data/models/NAME.pt``):
+Lab models (trained by ``gradviz train NAME``, weights shipped in ``data/models/NAME.pt``, each
+checked on loading against the sha256 its model card ``NAME.json`` records):
 
 - ``"digits"``: a LeNet-style CNN for the shipped MNIST digits, 1x28x28 -> 10 logits.
 - ``"shapes"``: a small VGG-like CNN for ``make_shapes`` images, 3x64x64 -> 5 logits. Its last
@@ -22,6 +23,8 @@ clear message when it does not.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import socket
@@ -33,7 +36,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_positive_int
-from .data import DATA_DIR, DIGIT_CLASSES, MAX_IMAGE_PIXELS, SHAPE_CLASSES
+from .data import DIGIT_CLASSES, MAX_IMAGE_PIXELS, SHAPE_CLASSES
+from .shipped import shipped_dir
 
 # --------------------------------------------------------------------------------------------
 # Lab models
@@ -154,7 +158,15 @@ LAB_MODELS: dict[str, type[nn.Module]] = {
     "shapes-tagged": ShapesCNN,
     "shapes-softplus": SoftplusShapesCNN,
 }
-MODELS_DIR = DATA_DIR / "models"
+
+
+class WeightsMismatchError(ValueError):
+    """A weights file is not the one its model card records (changed, replaced or corrupted)."""
+
+
+def shipped_models_dir() -> Path:
+    """The folder of the shipped lab-model weights and cards (``data/models``)."""
+    return shipped_dir("data") / "models"
 
 
 def _check_lab_name(name: str) -> None:
@@ -171,9 +183,38 @@ def build_lab_model(name: str) -> nn.Module:
 
 
 def lab_weights_path(name: str, weights_dir: str | os.PathLike | None = None) -> Path:
-    """Where the weights of lab model ``name`` live: ``data/models/NAME.pt`` by default."""
+    """Where the weights of lab model ``name`` live: the shipped ``data/models/NAME.pt`` by
+    default, ``weights_dir/NAME.pt`` for weights you trained (``gradviz train NAME --out DIR``)."""
     _check_lab_name(name)
-    return Path(weights_dir or MODELS_DIR) / f"{name}.pt"
+    return (shipped_models_dir() if weights_dir is None else Path(weights_dir)) / f"{name}.pt"
+
+
+def _verified_bytes(name: str, path: Path, shipped: bool) -> bytes:
+    """The bytes of ``path``, checked against the sha256 its model card records.
+
+    Shipped weights must have a card and match it. A folder of your own needs no card (a
+    state dict you saved yourself loads as it is), but a card beside the weights is checked too.
+    The bytes are read once and then loaded from memory, so the file checked is the file loaded.
+    """
+    raw = path.read_bytes()
+    card_path = path.with_suffix(".json")
+    recorded = json.loads(card_path.read_text()).get("weights_sha256") if card_path.is_file() else None
+    if recorded is None and not shipped:
+        return raw
+    found = hashlib.sha256(raw).hexdigest()
+    if found != recorded:
+        what = f"no checksum in {card_path}" if recorded is None else f"{card_path.name} records {recorded[:12]}..."
+        fix = (
+            "the shipped file was changed or replaced: get it back by reinstalling the kit "
+            "(`pip install --force-reinstall gradviz-lab`) or, in a clone, with `git checkout -- data/models`"
+            if shipped else
+            f"the weights and their card come from different runs: retrain with `gradviz train {name} --out {path.parent}`"
+        )
+        raise WeightsMismatchError(
+            f"refusing to load {path}: its sha256 is {found[:12]}..., but {what}; {fix}. "
+            f"To load weights you trained yourself, pass weights_dir=THEIR_FOLDER."
+        )
+    return raw
 
 
 def load_lab_model(
@@ -181,17 +222,23 @@ def load_lab_model(
 ) -> nn.Module:
     """A trained lab model (a name of ``LAB_MODELS``), in eval mode, on ``device``.
 
-    The state dict is read with ``torch.load(..., weights_only=True)``: tensors only, no pickled
-    code. Its accuracy and training settings are in the JSON file beside it (``lab_model_card``).
+    By default the shipped weights, verified against the sha256 in their model card
+    (``WeightsMismatchError`` if they differ); ``weights_dir`` loads ``weights_dir/NAME.pt``
+    instead, e.g. the folder ``gradviz train`` wrote. The state dict is read with
+    ``torch.load(..., weights_only=True)``: tensors only, no pickled code. Its accuracy and
+    training settings are in the JSON file beside it (``lab_model_card``).
     """
     device = torch_device(device)
     path = lab_weights_path(name, weights_dir)
     if not path.is_file():
-        raise FileNotFoundError(
-            f"no weights for lab model {name!r} at {path}; train them with `gradviz train {name}`"
+        hint = (
+            "the shipped weights are missing: reinstall the kit, or in a clone `git checkout -- data/models`"
+            if weights_dir is None else f"train them with `gradviz train {name} --out {weights_dir}`"
         )
+        raise FileNotFoundError(f"no weights for lab model {name!r} at {path}; {hint}")
+    raw = _verified_bytes(name, path, shipped=weights_dir is None)
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(io.BytesIO(raw), map_location=device, weights_only=True)
     except (EOFError, RuntimeError) as error:  # empty or truncated (pickled code stays refused)
         raise ValueError(
             f"{path} could not be read as weights ({type(error).__name__}: {str(error) or 'the file ends early'}); "
@@ -219,7 +266,7 @@ def torch_device(device: str | torch.device) -> torch.device:
 
 
 def lab_model_card(name: str, weights_dir: str | os.PathLike | None = None) -> dict:
-    """Accuracy and training settings recorded beside the weights (``data/models/NAME.json``)."""
+    """Accuracy and training settings recorded beside the weights (``NAME.json``)."""
     path = lab_weights_path(name, weights_dir).with_suffix(".json")
     if not path.is_file():
         raise FileNotFoundError(f"no model card for {name!r} at {path}; run `gradviz train {name}`")

@@ -3,8 +3,11 @@
 Each recipe is a few epochs of AdamW with a one-cycle learning-rate schedule (warm-up, then cosine
 decay) on the CPU, seeded end to end (initialisation, data, shuffling, augmentation), with
 deterministic kernels and one thread: the same command with the same torch gives the same weights.
-The shapes models train with BatchNorm, which is then folded into their convolutions. The weights go to ``data/models/NAME.pt``
-and a model card (accuracy, recipe, time, checksum) to ``data/models/NAME.json``.
+The shapes models train with BatchNorm, which is then folded into their convolutions. The weights go to ``OUT/NAME.pt``
+and a model card (accuracy, recipe, time, checksum) to ``OUT/NAME.json``, where OUT is ``--out`` or,
+by default, ``lab-models/`` in the current directory: never the installed package, and never over a
+file that is not an earlier ``gradviz train`` output. Load them with
+``load_lab_model(NAME, weights_dir=OUT)``; the shipped weights stay as they are.
 
 What each model is evaluated on:
 - digits: the 1,000 shipped MNIST test digits (never seen in training);
@@ -32,7 +35,7 @@ from tqdm.auto import tqdm
 
 from .attribution.integrated import make_baseline
 from .data import SHAPE_CLASSES, TAGGED_CLASS, load_digits, make_shapes
-from .models import LAB_MODELS, MODELS_DIR, ShapesCNN, build_lab_model, lab_weights_path
+from .models import LAB_MODELS, ShapesCNN, build_lab_model, lab_weights_path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,17 +294,46 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+DEFAULT_OUT = Path("lab-models")  # relative: in the folder the command runs from
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def check_out_dir(name: str, out_dir: Path) -> None:
+    """Refuse a destination inside the installed package, or one whose NAME.pt is not an
+    earlier ``gradviz train`` output (its card beside it records the same sha256)."""
+    resolved = out_dir.resolve()
+    if resolved == _PACKAGE_DIR or _PACKAGE_DIR in resolved.parents:
+        raise ValueError(
+            f"refusing to write into the installed package ({out_dir}): the shipped weights stay as they "
+            f"are; give --out a folder of your own (default: {DEFAULT_OUT}/ in the current directory)"
+        )
+    weights, card = out_dir / f"{name}.pt", out_dir / f"{name}.json"
+    if weights.exists():
+        try:
+            recorded = json.loads(card.read_text()).get("weights_sha256")
+        except (OSError, ValueError):
+            recorded = None
+        if recorded != sha256(weights):
+            raise ValueError(
+                f"refusing to replace {weights}: it is not the output of an earlier `gradviz train` "
+                f"(no model card beside it records its checksum); move it away or choose another --out"
+            )
+
+
 def train_lab_model(
     name: str,
     recipe: Recipe | None = None,
     out_dir: str | Path | None = None,
     progress: bool = True,
 ) -> dict:
-    """Train, evaluate and save lab model ``name``; returns the model card written beside it."""
+    """Train, evaluate and save lab model ``name`` into ``out_dir`` (default ``lab-models/`` in the
+    current directory); returns the model card written beside the weights."""
     if name not in LAB_MODELS:
         raise ValueError(f"unknown lab model {name!r}; choose one of {', '.join(LAB_MODELS)}")
     recipe = recipe or RECIPES[name]
     check_recipe(recipe)
+    out_dir = DEFAULT_OUT if out_dir is None else Path(out_dir)
+    check_out_dir(name, out_dir)  # before the minutes of training, not after
     with deterministic(recipe.threads):
         start, start_cpu = time.perf_counter(), time.process_time()
         model = fit(name, recipe, progress)
@@ -336,7 +368,8 @@ def train_lab_model(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", choices=list(LAB_MODELS), help="which lab model to train")
-    parser.add_argument("--out", type=Path, default=None, help=f"output folder (default {MODELS_DIR})")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"output folder (default ./{DEFAULT_OUT}; never the shipped weights)")
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     parser.add_argument("--n-train", type=int, default=None, help="override the number of training images")
     parser.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
@@ -362,6 +395,7 @@ def run(args: argparse.Namespace) -> int:
     recipe = dataclasses.replace(RECIPES[args.name], **overrides)
     try:
         check_recipe(recipe)
+        check_out_dir(args.name, args.out)
     except ValueError as error:
         raise SystemExit(f"gradviz train: {error}") from None
     card = train_lab_model(args.name, recipe, args.out, progress=not args.quiet)
@@ -375,4 +409,5 @@ def run(args: argparse.Namespace) -> int:
         )
     print(f"  trained in {card['train_seconds']} s ({card['train_cpu_seconds']} s of CPU time)")
     print(f"  weights {path}, card {path.with_suffix('.json')}")
+    print(f"  load them with models.load_lab_model({args.name!r}, weights_dir={str(args.out)!r})")
     return 0

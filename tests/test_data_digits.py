@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from gradviz_lab import data
 from gradviz_lab.data import DIGIT_CLASSES, load_digits
+from gradviz_lab.shipped import shipped_file
 
 
 @pytest.mark.parametrize("split, n", [("train", 4000), ("test", 1000)])
@@ -21,7 +21,7 @@ def test_shapes_dtypes_range_and_balance(split, n):
 
 
 def test_pixels_are_the_stored_bytes_divided_by_255():
-    with np.load(data.DATA_DIR / "digits.npz") as archive:
+    with np.load(shipped_file("data", "digits.npz")) as archive:
         raw = archive["test_images"]
     assert raw.dtype == np.uint8 and raw.shape == (1000, 28, 28)
     images, _ = load_digits("test")

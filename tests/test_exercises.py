@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
+from gradviz_lab import cli
+from gradviz_lab.course import copy_course
 from gradviz_lab.exercises import (
+    NotGeneratedError,
     exercise_from_solution,
     stale_exercises,
     strip_answers,
     strip_code,
     write_exercises,
+    written_by_generator,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,21 +92,107 @@ def test_exercise_drops_saved_widget_state_and_other_notebook_metadata():
     assert "widgets" in solution.metadata  # the solution itself is untouched
 
 
-def test_write_then_check_round_trip(tmp_path):
+def _demo_solutions(tmp_path: Path) -> tuple[Path, Path, nbformat.NotebookNode]:
     solutions, exercises = tmp_path / "solutions", tmp_path / "exercises"
     solutions.mkdir()
     nb = new_notebook(cells=[new_code_cell("### BEGIN SOLUTION\nx = 1\n### END SOLUTION")])
     nbformat.write(nb, solutions / "01_demo.ipynb")
-    (exercises).mkdir()
-    (exercises / "99_orphan.ipynb").write_text("{}")
-    assert stale_exercises(solutions, exercises) == ["01_demo.ipynb", "99_orphan.ipynb"]
-    assert write_exercises(solutions, exercises) == ["01_demo.ipynb", "99_orphan.ipynb"]
+    return solutions, exercises, nb
+
+
+def test_write_then_check_round_trip(tmp_path):
+    solutions, exercises, nb = _demo_solutions(tmp_path)
+    nbformat.write(nb, solutions / "99_dropped.ipynb")
+    assert write_exercises(solutions, exercises) == ["01_demo.ipynb", "99_dropped.ipynb"]
     assert stale_exercises(solutions, exercises) == []
-    assert not (exercises / "99_orphan.ipynb").exists()
+    assert written_by_generator(exercises / "01_demo.ipynb")
+    # a solution removed: its exercise, written by the generator, is left over and removed
+    (solutions / "99_dropped.ipynb").unlink()
+    assert stale_exercises(solutions, exercises) == ["99_dropped.ipynb"]
+    assert write_exercises(solutions, exercises) == ["99_dropped.ipynb"]
+    assert not (exercises / "99_dropped.ipynb").exists()
     # editing the solution makes the exercise stale again
     nb.cells.append(new_code_cell("y = 2"))
     nbformat.write(nb, solutions / "01_demo.ipynb")
     assert stale_exercises(solutions, exercises) == ["01_demo.ipynb"]
+    assert write_exercises(solutions, exercises) == ["01_demo.ipynb"]
+    assert "y = 2" in (exercises / "01_demo.ipynb").read_text()
+
+
+def test_generator_refuses_to_replace_an_edited_exercise_and_names_it(tmp_path):
+    solutions, exercises, nb = _demo_solutions(tmp_path)
+    write_exercises(solutions, exercises)
+    exercise = nbformat.read(exercises / "01_demo.ipynb", as_version=4)
+    exercise.cells[0].source = "x = 'my answer'"
+    nbformat.write(exercise, exercises / "01_demo.ipynb")
+    answer = (exercises / "01_demo.ipynb").read_bytes()
+    nb.cells.append(new_code_cell("y = 2"))  # the solution moves on: the exercise is stale
+    nbformat.write(nb, solutions / "01_demo.ipynb")
+    with pytest.raises(NotGeneratedError, match=r"01_demo\.ipynb.*--force"):
+        write_exercises(solutions, exercises)
+    assert (exercises / "01_demo.ipynb").read_bytes() == answer
+    with pytest.raises(SystemExit, match="not written by the generator"):
+        cli.main(["exercises", "--solutions", str(solutions), "--exercises", str(exercises)])
+    assert (exercises / "01_demo.ipynb").read_bytes() == answer
+    # forced: the answer is kept beside, under a name no tool collects, then the exercise is regenerated
+    assert write_exercises(solutions, exercises, force=True) == ["01_demo.ipynb"]
+    assert (exercises / "01_demo.ipynb.backup-1").read_bytes() == answer
+    assert written_by_generator(exercises / "01_demo.ipynb")
+
+
+def test_a_jupyterlab_save_without_edits_counts_as_the_users(tmp_path):
+    """Saving rewrites the notebook's metadata (kernelspec, language_info): not the generator's file."""
+    solutions, exercises, nb = _demo_solutions(tmp_path)
+    write_exercises(solutions, exercises)
+    saved = nbformat.read(exercises / "01_demo.ipynb", as_version=4)
+    saved.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nbformat.write(saved, exercises / "01_demo.ipynb")
+    assert not written_by_generator(exercises / "01_demo.ipynb")
+    assert stale_exercises(solutions, exercises) == ["01_demo.ipynb"]
+    with pytest.raises(NotGeneratedError):
+        write_exercises(solutions, exercises)
+
+
+def test_generator_never_deletes_a_students_copy(tmp_path):
+    """JupyterLab's "Duplicate" gives 01_demo-Copy1.ipynb with the same bytes: still not the generator's."""
+    solutions, exercises, _ = _demo_solutions(tmp_path)
+    write_exercises(solutions, exercises)
+    copy = exercises / "01_demo-Copy1.ipynb"
+    copy.write_bytes((exercises / "01_demo.ipynb").read_bytes())
+    assert not written_by_generator(copy)
+    with pytest.raises(NotGeneratedError, match="01_demo-Copy1.ipynb"):
+        write_exercises(solutions, exercises)
+    assert copy.exists()
+    write_exercises(solutions, exercises, force=True)
+    assert not copy.exists() and (exercises / "01_demo-Copy1.ipynb.backup-1").is_file()
+
+
+def test_an_exercise_saved_in_the_students_copy_leaves_the_sources_fresh(tmp_path):
+    """In a clone: the student's workspace (made by `gradviz course`) is not what the staleness test,
+    nbval or the generator read; saving there changes nothing for them, and regenerating never
+    touches it."""
+    clone = tmp_path / "clone"
+    for folder in ("solutions", "exercises"):
+        shutil.copytree(ROOT / folder, clone / folder)
+    copy_course(clone / "workspace")
+    saved = clone / "workspace" / "exercises" / "01_occlusion.ipynb"
+    notebook = nbformat.read(saved, as_version=4)
+    notebook.metadata["kernelspec"]["display_name"] = "Python 3 (ipykernel)"
+    notebook.cells[-1].source += "\n# my answer"
+    nbformat.write(notebook, saved)
+    answer = saved.read_bytes()
+    assert stale_exercises(clone / "solutions", clone / "exercises") == []
+    solution = nbformat.read(clone / "solutions" / "01_occlusion.ipynb", as_version=4)
+    solution.cells.append(new_code_cell("print('one more step')"))
+    nbformat.write(solution, clone / "solutions" / "01_occlusion.ipynb")
+    assert write_exercises(clone / "solutions", clone / "exercises") == ["01_occlusion.ipynb"]
+    assert saved.read_bytes() == answer
+
+
+def test_cli_outside_a_clone_says_where_to_run_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="no folder solutions: run it from the root of a clone"):
+        cli.main(["exercises", "--check"])
 
 
 def test_shipped_exercises_are_up_to_date():

@@ -233,3 +233,77 @@ def test_model_card_matches_the_weights_and_a_fresh_evaluation(name):
     # fact, not a target: speed is measured in benchmarks/, never asserted here.)
     recomputed = train.evaluate(name, load_lab_model(name))
     assert abs(recomputed["accuracy"] - card["accuracy"]) <= 0.005
+
+
+# --------------------------------------------------------------------------------------------
+# Shipped weights are verified against their model cards
+# --------------------------------------------------------------------------------------------
+
+
+def test_every_shipped_weights_file_has_a_card_recording_its_sha256():
+    import hashlib
+
+    folder = models.shipped_models_dir()
+    weights = sorted(path.stem for path in folder.glob("*.pt"))
+    assert weights == sorted(LAB_MODELS)
+    for name in weights:
+        recorded = lab_model_card(name)["weights_sha256"]
+        assert recorded == hashlib.sha256((folder / f"{name}.pt").read_bytes()).hexdigest(), name
+
+
+@pytest.fixture
+def shipped_copy(tmp_path, monkeypatch):
+    """A copy of the shipped data that GRADVIZ_DATA points to, to tamper with."""
+    import shutil
+
+    from gradviz_lab.shipped import shipped_dir
+
+    copy = tmp_path / "data"
+    shutil.copytree(shipped_dir("data") / "models", copy / "models")
+    monkeypatch.setenv("GRADVIZ_DATA", str(copy))
+    return copy / "models"
+
+
+def _flip_one_byte(path, offset=-100):
+    raw = bytearray(path.read_bytes())
+    raw[offset] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+
+def test_a_flipped_byte_in_shipped_weights_is_refused_naming_the_file(shipped_copy):
+    load_lab_model("digits")  # the untouched copy loads
+    _flip_one_byte(shipped_copy / "digits.pt")
+    with pytest.raises(models.WeightsMismatchError, match=r"refusing to load .*digits\.pt.*digits\.json records"):
+        load_lab_model("digits")
+
+
+def test_another_models_file_or_a_negated_classifier_is_refused(shipped_copy):
+    (shipped_copy / "shapes.pt").write_bytes((shipped_copy / "shapes-tagged.pt").read_bytes())
+    with pytest.raises(models.WeightsMismatchError, match="shapes.pt"):
+        load_lab_model("shapes")
+    state = torch.load(shipped_copy / "digits.pt", weights_only=True)
+    state["classifier.3.weight"] = -state["classifier.3.weight"]
+    torch.save(state, shipped_copy / "digits.pt")
+    with pytest.raises(models.WeightsMismatchError, match="digits.pt"):
+        load_lab_model("digits")
+
+
+def test_shipped_weights_without_a_recorded_checksum_are_refused(shipped_copy):
+    import json
+
+    card = json.loads((shipped_copy / "shapes.json").read_text())
+    del card["weights_sha256"]
+    (shipped_copy / "shapes.json").write_text(json.dumps(card))
+    with pytest.raises(models.WeightsMismatchError, match="no checksum"):
+        load_lab_model("shapes")
+
+
+def test_your_own_weights_load_from_their_folder_and_are_checked_against_their_card(tmp_path):
+    import json
+
+    torch.manual_seed(3)
+    torch.save(DigitsCNN().state_dict(), lab_weights_path("digits", tmp_path))
+    load_lab_model("digits", weights_dir=tmp_path)  # no card: your file, loaded as it is
+    (tmp_path / "digits.json").write_text(json.dumps({"weights_sha256": "0" * 64}))
+    with pytest.raises(models.WeightsMismatchError, match="different runs"):
+        load_lab_model("digits", weights_dir=tmp_path)

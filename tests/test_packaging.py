@@ -117,7 +117,11 @@ def test_top_level_help_answers_without_importing_torch():
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip().endswith("CLEAN"), out.stdout[-300:]
-    for name in ("train", "explain", "exercises", "gradient-flow"):
+    # `gradviz lab` and `gradviz course` start at once too: they never import torch
+    lab = subprocess.run([sys.executable, "-c", "import sys, gradviz_lab.lab; print('torch' in sys.modules)"],
+                         capture_output=True, text=True, check=True)
+    assert lab.stdout.strip() == "False"
+    for name in ("train", "explain", "exercises", "gradient-flow", "course", "lab"):
         helped = subprocess.run(
             [sys.executable, "-m", "gradviz_lab.cli", name, "--help"], capture_output=True, text=True
         )

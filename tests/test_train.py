@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -262,3 +263,32 @@ def test_cli_passes_the_smoothing_options_and_refuses_bad_ones(tmp_path):
         1e-3, 0.05, 0.3, "zeros")
     with pytest.raises(SystemExit, match="gradviz train: baseline_mixup must be a probability"):
         cli.main(["train", "digits", "--baseline-mixup", "2", "--out", str(tmp_path), "--quiet"])
+
+
+def test_train_without_out_writes_into_the_working_folder_and_leaves_shipped_files_untouched(tmp_path, monkeypatch):
+    from gradviz_lab.models import shipped_models_dir
+
+    shipped = shipped_models_dir()
+    before = {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in shipped.iterdir()}
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "digits", "--epochs", "1", "--n-train", "64", "--quiet"]) == 0
+    assert sorted(p.name for p in (tmp_path / "lab-models").iterdir()) == ["digits.json", "digits.pt"]
+    assert {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in shipped.iterdir()} == before
+    # a second run replaces its own earlier output, which its card vouches for
+    assert cli.main(["train", "digits", "--epochs", "1", "--n-train", "64", "--quiet", "--seed", "1"]) == 0
+    load_lab_model("digits", weights_dir=tmp_path / "lab-models")
+
+
+def test_train_refuses_the_package_folder_and_a_file_it_did_not_write(tmp_path):
+    import gradviz_lab
+
+    package = Path(gradviz_lab.__file__).parent
+    with pytest.raises(SystemExit, match="refusing to write into the installed package"):
+        cli.main(["train", "digits", "--epochs", "1", "--quiet", "--out", str(package / "weights")])
+    assert not (package / "weights").exists()
+    (tmp_path / "digits.pt").write_bytes(b"someone's file")
+    with pytest.raises(SystemExit, match=r"refusing to replace .*digits\.pt"):
+        cli.main(["train", "digits", "--epochs", "1", "--quiet", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="refusing to replace"):
+        train_lab_model("digits", TINY, tmp_path, progress=False)
+    assert (tmp_path / "digits.pt").read_bytes() == b"someone's file"
