@@ -200,9 +200,9 @@ def run(args: argparse.Namespace) -> int:
         port = choose_port(args.port)
         root = args.dir.resolve()
         if args.dry_run:
-            action = "serve" if args.no_copy else "copy the course into (if needed) and serve"
+            action = f"serve {root}" if args.no_copy else f"copy the course into {root} (if needed) and serve it"
             path = start_path(root) if args.no_copy else "/lab/tree/notebooks"
-            print(f"gradviz lab --dry-run: would {action} {root} at\n  {lab_url(port, token, path)}\n"
+            print(f"gradviz lab --dry-run: would {action} at\n  {lab_url(port, token, path)}\n"
                   f"  (nothing started)")
             return 0
         if not args.no_copy:
