@@ -17,14 +17,18 @@ import nbformat
 from nbclient import NotebookClient
 
 
-def execute(path: Path) -> float:
+def execute(path: Path, save: bool = True) -> float:
+    """Run the notebook at ``path`` in a fresh kernel (cwd: its folder); store the outputs in the
+    file when ``save``. Returns the seconds it took (benchmarks/bench_course.py times it so)."""
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(notebook, timeout=900, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
     client.execute()
-    nbformat.write(notebook, path)
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if save:
+        nbformat.write(notebook, path)
+    return seconds
 
 
 if __name__ == "__main__":
