@@ -279,3 +279,59 @@ def test_the_model_is_left_as_it_was_also_when_the_attack_raises(call):
     assert model.classifier[3].weight.grad is not None and float(model.classifier[3].weight.grad[0, 0]) == 0.5
     with hooks.preserved_state(model):  # and the model still works for an ordinary forward pass
         assert model(x).shape == (len(x), 10)
+
+
+# --- the robust digits model ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def robust():
+    from gradviz_lab.models import lab_model_card
+
+    return load_lab_model("digits-robust"), lab_model_card("digits-robust")
+
+
+def test_the_robust_model_resists_pgd_that_fools_the_standard_one(digits, robust):
+    standard, x, labels = digits
+    model, card = robust
+    epsilon = card["recipe"]["adversarial_epsilon"]  # the epsilon it was trained at
+    on_card = card["pgd_accuracy"][str(epsilon)]
+    robust_accuracy = _accuracy(model, pgd(model, x, epsilon=epsilon, steps=20, labels=labels), labels)
+    standard_accuracy = _accuracy(standard, pgd(standard, x, epsilon=epsilon, steps=20, labels=labels), labels)
+    # 200 of the card's 1,000 digits: within 5 points of the card; the standard model far below.
+    assert abs(robust_accuracy - on_card) <= 0.05
+    assert standard_accuracy <= 0.2
+    assert robust_accuracy - standard_accuracy >= on_card - 0.25
+    assert _accuracy(model, x, labels) >= card["accuracy"] - 0.03  # and it still reads clean digits
+
+
+def test_the_robust_model_s_gradients_follow_the_strokes(digits, robust):
+    standard, x, labels = digits
+    model, card = robust
+    robust_r = float(stroke_correlation(model, x, labels).mean())
+    standard_r = float(stroke_correlation(standard, x, labels).mean())
+    assert abs(robust_r - card["gradient_stroke_correlation"]) <= 0.05
+    assert robust_r >= standard_r + 0.15
+
+
+def test_adversarial_training_is_deterministic_and_checked(tmp_path, monkeypatch):
+    import dataclasses
+
+    from gradviz_lab import train
+    from gradviz_lab.train import Recipe, train_lab_model
+
+    # The card's attack, made cheap: the full one (4 epsilons, 20 steps, 1,000 digits) takes a minute.
+    monkeypatch.setattr(train, "ADVERSARIAL_EPSILONS", (0.1,))
+    monkeypatch.setattr(train, "EVALUATION_PGD_STEPS", 2)
+    tiny = Recipe(epochs=1, batch_size=32, lr=2e-3, weight_decay=1e-4, n_train=128, augment="affine",
+                  adversarial_epsilon=0.1, adversarial_steps=2)
+    first = train_lab_model("digits-robust", tiny, tmp_path / "a", progress=False)
+    second = train_lab_model("digits-robust", tiny, tmp_path / "b", progress=False)
+    plain = train_lab_model("digits-robust", dataclasses.replace(tiny, adversarial_epsilon=0.0), tmp_path / "c", progress=False)
+    assert first["weights_sha256"] == second["weights_sha256"] != plain["weights_sha256"]
+    assert set(first["pgd_accuracy"]) == {"0.1"} and "2 steps" in first["pgd_attack"]
+    assert first["recipe"]["adversarial_epsilon"] == 0.1
+    with pytest.raises(ValueError, match="adversarial_epsilon must be a finite number >= 0"):
+        train.check_recipe(dataclasses.replace(tiny, adversarial_epsilon=-0.1))
+    with pytest.raises(ValueError, match="adversarial_steps >= 1"):
+        train.check_recipe(dataclasses.replace(tiny, adversarial_steps=0))
