@@ -76,12 +76,12 @@ def attack_classes(
         check_target_type(value)
         if callable(value) and not isinstance(value, torch.Tensor):
             raise TypeError(f"an attack takes class indices for {name}, not a callable")
-    with torch.no_grad():
+    with gradients_on(), torch.no_grad():  # ordinary tensors (copies) even under inference_mode
         output = run_model(model, x)
-    true_classes = class_indices(output, labels)  # None -> the predicted classes
-    if target is None:
+        true_classes = class_indices(output, labels).clone()  # None -> the predicted classes
+        goal = None if target is None else class_indices(output, target).clone()
+    if goal is None:
         return true_classes, False
-    goal = class_indices(output, target)
     same = (goal == true_classes).nonzero().flatten().tolist()
     if same:
         raise ValueError(
@@ -221,7 +221,7 @@ def fooling_image(
             with gradients_on():
                 leaf = x_fool.clone().requires_grad_(True)
                 output = run_model(model, leaf)
-                goal = class_indices(output, target)
+                goal = class_indices(output, target).clone()
                 going = output.argmax(1) != goal  # images not yet fooled keep climbing
                 if not bool(going.any()):
                     break

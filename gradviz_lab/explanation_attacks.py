@@ -137,9 +137,13 @@ def fragility_attack(
     on ``model``. step_size defaults to epsilon / 10. Returns x_adv (B, C, H, W), detached.
     """
     epsilon, steps, alpha, (low, high) = _attack_setup(model, x, epsilon, steps, step_size, bounds)
+    if check_positive_int(k, "k") > x.shape[-2] * x.shape[-1]:
+        raise ValueError(f"k must be at most the number of pixels of a map ({x.shape[-2] * x.shape[-1]}), got {k}")
     surrogate = model if surrogate is None else surrogate
-    x = x.detach()
-    with hooks.preserved_state(model), hooks.preserved_state(surrogate):
+    # gradients_on: ordinary tensors (and copies of x and the target map), even when the caller
+    # is in torch.inference_mode, whose tensors autograd cannot use
+    with hooks.preserved_state(model), hooks.preserved_state(surrogate), gradients_on():
+        x = x.detach().clone()
         classes = _predicted(model, x)
         clean = saliency_distribution(model, x, classes).detach()
         top = torch.zeros(clean.flatten(1).shape, dtype=x.dtype, device=x.device)
@@ -199,8 +203,11 @@ def manipulate_explanation(
         raise ValueError("target_map must be finite, non-negative and not all zero in any image")
     goal = goal / goal.flatten(1).sum(1).view(-1, 1, 1)
     surrogate = model if surrogate is None else surrogate
-    x = x.detach()
-    with hooks.preserved_state(model), hooks.preserved_state(surrogate):
+    # gradients_on: ordinary tensors (and copies of x and the target map), even when the caller
+    # is in torch.inference_mode, whose tensors autograd cannot use
+    with hooks.preserved_state(model), hooks.preserved_state(surrogate), gradients_on():
+        x = x.detach().clone()
+        goal = goal.clone()
         classes = _predicted(model, x)
         with torch.no_grad():
             clean_output = F.softmax(run_model(surrogate, x), dim=1)

@@ -151,6 +151,15 @@ def test_the_random_start_is_seeded(digits):
     assert torch.equal(first, again)
 
 
+def test_the_attacks_work_under_inference_mode_and_no_grad(digits):
+    model, x, labels = digits
+    expected = pgd(model, x[:4], (labels[:4] + 1) % 10, epsilon=0.1, steps=2, labels=labels[:4])
+    for context in (torch.inference_mode, torch.no_grad):
+        with context():
+            assert torch.equal(pgd(model, x[:4], (labels[:4] + 1) % 10, epsilon=0.1, steps=2, labels=labels[:4]), expected)
+            assert torch.equal(fooling_image(model, x[:2], 3), fooling_image(model, x[:2], 3))
+
+
 def _accuracy(model, x, labels):
     with torch.no_grad():
         return float((model(x).argmax(1) == labels).double().mean())

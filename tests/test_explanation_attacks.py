@@ -105,6 +105,8 @@ def test_bad_input_and_the_model_state(digits):
     model, x = digits
     with pytest.raises(ValueError, match="epsilon must be >= 0"):
         fragility_attack(model, x, epsilon=-1)
+    with pytest.raises(ValueError, match=r"k must be at most the number of pixels of a map \(784\)"):
+        fragility_attack(model, x, epsilon=0.1, k=785)
     with pytest.raises(ValueError, match="target_map must have shape"):
         manipulate_explanation(model, x, torch.ones(3, 28, 28))
     with pytest.raises(ValueError, match="non-negative"):
@@ -120,3 +122,14 @@ def test_bad_input_and_the_model_state(digits):
         assert all(p.grad is None for name, p in net.named_parameters() if name != "classifier.3.weight")
     model.eval()
     model.classifier[3].weight.grad = None
+
+
+def test_they_work_under_inference_mode(digits):
+    model, x = digits
+    smooth = smooth_copy(model)
+    expected = fragility_attack(model, x[:2], epsilon=0.1, steps=2, surrogate=smooth)
+    goal = torch.rand(2, 28, 28, generator=torch.Generator().manual_seed(0))
+    drawn = manipulate_explanation(model, x[:2], goal, steps=2, surrogate=smooth)
+    with torch.inference_mode():
+        assert torch.equal(fragility_attack(model, x[:2], epsilon=0.1, steps=2, surrogate=smooth), expected)
+        assert torch.equal(manipulate_explanation(model, x[:2], goal, steps=2, surrogate=smooth), drawn)
