@@ -20,7 +20,7 @@ from pathlib import Path
 
 # Kept here (not imported from the modules that define them) so that --help imports no torch;
 # tests/test_explain.py checks they match models.py and widgets/recipes.py.
-LAB_MODELS = ("digits", "shapes", "shapes-tagged", "shapes-softplus")
+LAB_MODELS = ("digits", "digits-robust", "shapes", "shapes-tagged", "shapes-softplus")
 IMAGENET_MODELS = ("vgg16", "vgg19", "alexnet", "resnet18", "resnet50")
 METHOD_NAMES = (
     "occlusion",

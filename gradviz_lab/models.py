@@ -154,6 +154,7 @@ class SoftplusShapesCNN(ShapesCNN):
 
 LAB_MODELS: dict[str, type[nn.Module]] = {
     "digits": DigitsCNN,
+    "digits-robust": DigitsCNN,  # the same architecture, trained on PGD attacks (train.py)
     "shapes": ShapesCNN,
     "shapes-tagged": ShapesCNN,
     "shapes-softplus": SoftplusShapesCNN,

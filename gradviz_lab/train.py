@@ -1,4 +1,4 @@
-"""Reproducible training of the lab models: ``gradviz train digits|shapes|shapes-tagged|shapes-softplus``.
+"""Reproducible training of the lab models: ``gradviz train digits|digits-robust|shapes|shapes-tagged|shapes-softplus``.
 
 Each recipe is a few epochs of AdamW with a one-cycle learning-rate schedule (warm-up, then cosine
 decay) on the CPU, seeded end to end (initialisation, data, shuffling, augmentation), with
@@ -11,6 +11,9 @@ file that is not an earlier ``gradviz train`` output. Load them with
 
 What each model is evaluated on:
 - digits: the 1,000 shipped MNIST test digits (never seen in training);
+- digits-robust (the digits recipe with PGD adversarial training): the same digits, clean and
+  under FGSM and PGD attacks at several epsilons, and how well its input gradients follow the
+  strokes (``attacks.stroke_correlation``);
 - shapes, shapes-softplus: 1,000 fresh shapes from a seed used nowhere in training;
 - shapes-tagged: the same fresh shapes with and without the mark: a model that learned the mark
   instead of the circle loses most of its circles when the mark is removed.
@@ -33,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import attacks, hooks
 from .attribution.integrated import make_baseline
 from .data import SHAPE_CLASSES, TAGGED_CLASS, load_digits, make_shapes
 from .models import LAB_MODELS, ShapesCNN, build_lab_model, lab_weights_path
@@ -54,6 +58,10 @@ class Recipe:
     noise: float = 0.0  # largest std of the Gaussian noise added to an image (std drawn in [0, noise])
     baseline_mixup: float = 0.0  # probability that an image is moved toward its baseline
     mixup_baseline: str = "blur"  # that baseline: "blur" or "zeros" (as in integrated gradients)
+    # PGD adversarial training (Madry et al. 2018; off when adversarial_epsilon is 0): every batch
+    # is replaced by its L-infinity PGD attack at this epsilon (pixel units of [0, 1]).
+    adversarial_epsilon: float = 0.0
+    adversarial_steps: int = 0  # PGD steps per batch (step size 2.5 * epsilon / steps, random start)
     seed: int = 0
     # One thread: bitwise reproducible, and on a shared 2-core machine much faster than two
     # threads fighting other processes for the cores.
@@ -69,6 +77,11 @@ RECIPES: dict[str, Recipe] = {
     "shapes-tagged": dataclasses.replace(SHAPES_RECIPE, tag_prob=1.0),
     "shapes-softplus": SHAPES_RECIPE,  # only the activation differs (models.SoftplusShapesCNN)
 }
+# The digits recipe, each batch replaced by its PGD attack (lesson 09: adversarial examples).
+RECIPES["digits-robust"] = dataclasses.replace(RECIPES["digits"], adversarial_epsilon=0.15, adversarial_steps=5)
+# The attack the robust model's card reports (and the tests check), at these epsilons.
+ADVERSARIAL_EPSILONS = (0.05, 0.1, 0.15, 0.2)
+EVALUATION_PGD_STEPS = 20
 SHAPES_TRAIN_SEED = 0
 SHAPES_TEST_SEED = 12345  # fresh images: no training run uses this seed
 SHAPES_TEST_SIZE = 1000
@@ -80,7 +93,7 @@ SHAPES_TEST_SIZE = 1000
 
 
 def training_data(name: str, recipe: Recipe) -> tuple[torch.Tensor, torch.Tensor]:
-    if name == "digits":
+    if name.startswith("digits"):
         images, labels = load_digits("train")
         if recipe.n_train > len(images):
             raise ValueError(f"n_train={recipe.n_train} but only {len(images)} training digits are shipped")
@@ -173,6 +186,8 @@ def evaluate(name: str, model: nn.Module) -> dict[str, float | str]:
     if name == "digits":
         images, labels = load_digits("test")
         return {"accuracy": accuracy(model, images, labels), "evaluated_on": "shipped MNIST test split (1,000)"}
+    if name == "digits-robust":
+        return evaluate_robustness(model)
     plain = make_shapes(SHAPES_TEST_SIZE, SHAPES_TEST_SEED)
     result: dict[str, float | str] = {
         "accuracy": accuracy(model, plain.images, plain.labels),
@@ -191,6 +206,27 @@ def evaluate(name: str, model: nn.Module) -> dict[str, float | str]:
             tagged_class_drop_points=100 * (with_tag - without_tag),
         )
     return result
+
+
+def evaluate_robustness(model: nn.Module) -> dict:
+    """Clean accuracy, accuracy under attack at each of ``ADVERSARIAL_EPSILONS`` (L-infinity PGD,
+    20 steps, random start seeded 0; and FGSM), and how well the input gradients follow the
+    strokes, all on the 1,000 shipped test digits."""
+    images, labels = load_digits("test")
+    under_pgd, under_fgsm = {}, {}
+    steps = EVALUATION_PGD_STEPS
+    for epsilon in ADVERSARIAL_EPSILONS:
+        attacked = attacks.pgd(model, images, epsilon=epsilon, steps=steps, labels=labels)
+        under_pgd[str(epsilon)] = accuracy(model, attacked, labels)
+        under_fgsm[str(epsilon)] = accuracy(model, attacks.fgsm(model, images, epsilon=epsilon, labels=labels), labels)
+    return {
+        "accuracy": accuracy(model, images, labels),
+        "evaluated_on": "shipped MNIST test split (1,000)",
+        "pgd_accuracy": under_pgd,
+        "pgd_attack": f"L-infinity PGD, {steps} steps of 2.5 * epsilon / {steps}, random start (seed 0), untargeted, on the labels",
+        "fgsm_accuracy": under_fgsm,
+        "gradient_stroke_correlation": float(attacks.stroke_correlation(model, images, labels).mean()),
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,6 +301,8 @@ def fit(name: str, recipe: Recipe, progress: bool = True) -> nn.Module:
                     x, target = toward_baseline(x, probabilities, recipe.baseline_mixup, recipe.mixup_baseline, generator)
                 if recipe.noise > 0:
                     x = add_noise(x, recipe.noise, generator)
+                if recipe.adversarial_epsilon > 0:
+                    x = adversarial_batch(model, x, y, recipe, generator)
                 loss = F.cross_entropy(model(x), target)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -274,6 +312,20 @@ def fit(name: str, recipe: Recipe, progress: bool = True) -> nn.Module:
                 bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
     model.eval()
     return fold_batch_norm(model) if recipe.batch_norm else model
+
+
+def adversarial_batch(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe, generator: torch.Generator
+) -> torch.Tensor:
+    """The batch's L-infinity PGD attack at the recipe's epsilon, made on the model as it is now
+    (in eval mode; the random start drawn from a seed the training generator gives, so the run
+    stays deterministic). Training on it minimises the loss at the worst point of each ball:
+    min_theta E max_{||delta|| <= eps} L(x + delta, y) (Madry et al. 2018)."""
+    seed = int(torch.randint(2**31, (1,), generator=generator))
+    with hooks.preserved_state(model):  # the attack runs the model in eval mode; training resumes
+        model.eval()
+        return attacks.pgd(model, x.clamp(0, 1), epsilon=recipe.adversarial_epsilon,
+                           steps=recipe.adversarial_steps, labels=y, seed=seed)
 
 
 def check_recipe(recipe: Recipe) -> None:
@@ -286,6 +338,10 @@ def check_recipe(recipe: Recipe) -> None:
         raise ValueError(f"baseline_mixup must be a probability in [0, 1], got {recipe.baseline_mixup!r}")
     if recipe.mixup_baseline not in ("blur", "zeros"):
         raise ValueError(f"mixup_baseline must be 'blur' or 'zeros', got {recipe.mixup_baseline!r}")
+    if not (math.isfinite(recipe.adversarial_epsilon) and recipe.adversarial_epsilon >= 0):
+        raise ValueError(f"adversarial_epsilon must be a finite number >= 0, got {recipe.adversarial_epsilon!r}")
+    if recipe.adversarial_epsilon > 0 and recipe.adversarial_steps < 1:
+        raise ValueError(f"adversarial training needs adversarial_steps >= 1, got {recipe.adversarial_steps!r}")
     if not (math.isfinite(recipe.lr) and recipe.lr > 0):
         raise ValueError(f"lr must be a finite number > 0, got {recipe.lr!r}")
 
@@ -407,6 +463,9 @@ def run(args: argparse.Namespace) -> int:
             f"without {100 * card['tagged_class_accuracy_without_tag']:.1f}% "
             f"(drop {card['tagged_class_drop_points']:.1f} points)"
         )
+    if "pgd_accuracy" in card:
+        under_attack = ", ".join(f"{100 * a:.1f}% at {e}" for e, a in card["pgd_accuracy"].items())
+        print(f"  under PGD (L-infinity, {EVALUATION_PGD_STEPS} steps): {under_attack}")
     print(f"  trained in {card['train_seconds']} s ({card['train_cpu_seconds']} s of CPU time)")
     print(f"  weights {path}, card {path.with_suffix('.json')}")
     print(f"  load them with models.load_lab_model({args.name!r}, weights_dir={str(args.out)!r})")

@@ -31,7 +31,7 @@ from .._forward import run_model
 from ..attribution.integrated import make_baseline
 from ..viz import show_grid, to_2d
 
-LAB_MODELS = ("digits", "shapes", "shapes-tagged", "shapes-softplus")
+LAB_MODELS = ("digits", "digits-robust", "shapes", "shapes-tagged", "shapes-softplus")
 IMAGENET_MODELS = ("vgg16", "vgg19", "alexnet", "resnet18", "resnet50")
 
 # method -> its knobs and their defaults. None means "chosen from the image": the occlusion
@@ -115,6 +115,7 @@ def gallery(name: str = "shapes", *, random_weights: bool = False) -> Gallery:
     """The shipped examples for model ``name``.
 
     digits         the digits CNN and the first test image of each digit
+    digits-robust  the same CNN trained on PGD attacks (lesson 09), on the same digits
     shapes         the shapes CNN, one image per class, then three two-object images
     shapes-tagged  the shortcut model: the shapes gallery, plus each class with the spurious
                    tag (the tagged class's mark) painted on
@@ -122,12 +123,12 @@ def gallery(name: str = "shapes", *, random_weights: bool = False) -> Gallery:
                    on the shapes gallery
     vgg16, ...     an ImageNet model (random weights if asked) and the shipped photos, 224x224
     """
-    if name == "digits":
+    if name in ("digits", "digits-robust"):
         images, labels = data.load_digits("test")
         first = [int((labels == k).nonzero()[0]) for k in range(len(data.DIGIT_CLASSES))]
         names = [f"digit {data.DIGIT_CLASSES[labels[i]]} (test #{i})" for i in first]
         return Gallery(
-            models.load_lab_model("digits"), images[first], names, list(data.DIGIT_CLASSES)
+            models.load_lab_model(name), images[first], names, list(data.DIGIT_CLASSES)
         )
     if name in LAB_MODELS and name.startswith("shapes"):  # the shapes family, as gallery_defaults
         return _shapes_gallery(name)
