@@ -266,3 +266,38 @@ def test_bad_knob():
     model = models.load_lab_model("digits")
     with pytest.raises(TypeError, match="incremental"):
         occlusion(model, torch.rand(1, 1, 28, 28), incremental="yes")
+
+
+def test_gradcam_probes_the_default_layer_once_per_model_and_shape():
+    """The default layer is found by a forward pass; a second call on the same model and image
+    shape reuses the answer (one forward pass, not two), the cache keeps no model alive and
+    leaves no hook, and a replaced layer or another image size is probed again."""
+    import gc
+    import weakref
+
+    from gradviz_lab.attribution import gradcam
+    from gradviz_lab.attribution.cam import _DEFAULT_LAYERS
+
+    model = models.load_lab_model("shapes")
+    forwards = []
+    x = torch.rand(1, 3, 32, 32)
+    first = gradcam(model, x)
+    handle = model.register_forward_pre_hook(lambda m, i: forwards.append(1))
+    try:
+        again = gradcam(model, x)
+        assert len(forwards) == 1 and torch.equal(first, again)
+        assert torch.equal(again, gradcam(model, x, layer="features.9"))
+        forwards.clear()
+        gradcam(model, torch.rand(1, 3, 40, 40))
+        assert len(forwards) == 2  # another shape: probed again
+        model.features[9] = nn.ReLU()
+        forwards.clear()
+        gradcam(model, torch.rand(1, 3, 40, 40))
+        assert len(forwards) == 2  # another module: probed again
+    finally:
+        handle.remove()
+    assert hooks.count_hooks(model) == 0
+    alive = weakref.ref(model)
+    del model, handle
+    gc.collect()
+    assert alive() is None and all(m is not None for m in _DEFAULT_LAYERS.keys())
