@@ -301,3 +301,35 @@ def test_gradcam_probes_the_default_layer_once_per_model_and_shape():
     del model, handle
     gc.collect()
     assert alive() is None and all(m is not None for m in _DEFAULT_LAYERS.keys())
+
+
+@pytest.mark.parametrize("make, size", [(geometry_net, (37, 30)),
+                                        (lambda: models.load_lab_model("shapes"), (40, 40))])
+def test_changed_regions_hold_every_changed_activation(make, size):
+    """The projected region of each layer (no forward pass) against the activations that really
+    change when the window is hidden: every changed value lies inside, the map sizes agree, and
+    the region is not much larger than what changes (random weights change almost everything
+    they can)."""
+    from gradviz_lab.attribution.incremental import changed_regions
+
+    model = make().double()
+    channels = next(model.parameters()).shape[1]
+    x = torch.rand(1, channels, *size, generator=torch.Generator().manual_seed(12),
+                   dtype=torch.float64) + 0.5
+    for start in [(0, 0), (9, 13), (size[0] - 7, size[1] - 5)]:
+        hidden = x.clone()
+        hidden[:, :, start[0]:start[0] + 7, start[1]:start[1] + 5] = 0.0
+        outputs = {}
+        for image in (x, hidden):
+            with hooks.forward_outputs(model) as seen, torch.no_grad():
+                model(image)
+            for name, out, _ in seen:
+                outputs.setdefault(name, []).append(out.clone())
+        for name, shape, (r0, r1), (c0, c1) in changed_regions(model, size, (7, 5), start):
+            clean, occluded = outputs[name]
+            assert tuple(clean.shape[-2:]) == shape, name
+            changed = (clean != occluded).any(dim=1)[0].nonzero()
+            assert changed.numel() > 0
+            assert r0 <= int(changed[:, 0].min()) and int(changed[:, 0].max()) < r1, name
+            assert c0 <= int(changed[:, 1].min()) and int(changed[:, 1].max()) < c1, name
+            assert (r1 - r0) - (int(changed[:, 0].max()) - int(changed[:, 0].min()) + 1) <= 2

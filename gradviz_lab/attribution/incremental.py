@@ -91,6 +91,14 @@ class Axis:
         first, stop = first.clamp(0, size), stop.clamp(0, size)
         return first, torch.maximum(first, stop)
 
+    def output_size(self, size: int, ceil_mode: bool = False) -> int:
+        """Outputs of the layer on ``size`` inputs (torch's formula)."""
+        span = size + 2 * self.padding - self.dilation * (self.kernel - 1) - 1
+        outputs = (-(-span // self.stride) if ceil_mode else span // self.stride) + 1
+        if ceil_mode and (outputs - 1) * self.stride >= size + self.padding:
+            outputs -= 1  # the last window would start in the padding: torch drops it
+        return outputs
+
     def rows_read(self, outputs: int) -> int:
         """How many input rows ``outputs`` consecutive outputs read."""
         return (outputs - 1) * self.stride + self.dilation * (self.kernel - 1) + 1
@@ -378,6 +386,29 @@ class IncrementalOcclusion:
         every_c = torch.arange(n_c, device=device).expand(len(images), n_c)
         return self.chain.rest(read_box(self.clean_output, images, every_r, every_c,
                                         box, box_r, box_c))
+
+
+def changed_regions(model: nn.Module, image_size: tuple[int, int], window: tuple[int, int],
+                    start: tuple[int, int]) -> list[tuple[str, tuple[int, int], tuple[int, int],
+                                                          tuple[int, int]]]:
+    """Where hiding the window at ``start`` (row, column) changes each sliding-window layer's
+    output: (layer, its map size (h, w), changed rows [r0, r1), changed columns [c0, c1)), in
+    order, by the projection of ``Axis.changed_outputs`` alone (no forward pass). The model must
+    be a chain (``occlusion_path(model).incremental``)."""
+    steps = trace_chain(model).steps
+    (height, width), regions = image_size, []
+    rows = (torch.tensor([start[0]]), torch.tensor([start[0] + window[0]]))
+    cols = (torch.tensor([start[1]]), torch.tensor([start[1] + window[1]]))
+    for step in steps:
+        if step.rows is None:
+            continue
+        ceil_mode = bool(getattr(step.full, "ceil_mode", False))
+        height, width = step.rows.output_size(height, ceil_mode), step.cols.output_size(width,
+                                                                                       ceil_mode)
+        rows, cols = step.rows.changed_outputs(*rows, height), step.cols.changed_outputs(*cols, width)
+        regions.append((step.name, (height, width), (int(rows[0]), int(rows[1])),
+                        (int(cols[0]), int(cols[1]))))
+    return regions
 
 
 def occlusion_path(model: nn.Module, incremental: bool = True) -> OcclusionPath:
