@@ -333,3 +333,24 @@ def test_changed_regions_hold_every_changed_activation(make, size):
             assert r0 <= int(changed[:, 0].min()) and int(changed[:, 0].max()) < r1, name
             assert c0 <= int(changed[:, 1].min()) and int(changed[:, 1].max()) < c1, name
             assert (r1 - r0) - (int(changed[:, 0].max()) - int(changed[:, 0].min()) + 1) <= 2
+
+
+def test_a_forward_pass_that_raises_leaves_no_function_mode_behind():
+    """relu_backward_rule watches only the model's forward passes for functional relus (a
+    function mode, entered by a hook on the model and left by another): when the forward pass
+    raises, the mode is left all the same."""
+    from gradviz_lab.attribution import guided_backprop
+
+    class Raising(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.relu = nn.Conv2d(1, 2, 3), nn.ReLU()
+
+        def forward(self, x):
+            y = F.relu(self.relu(self.conv(x)))
+            raise RuntimeError("boom")
+
+    stack = torch._C._len_torch_function_stack()
+    with pytest.raises(RuntimeError, match="boom"):
+        guided_backprop(seeded(Raising(), 13), torch.rand(1, 1, 8, 8))
+    assert torch._C._len_torch_function_stack() == stack
