@@ -266,11 +266,12 @@ def side_by_side(title: str, candidates: dict[str, Callable], device, repeats: i
     return {label: seconds for label, seconds, *_ in rows}
 
 
-def fast_occlusion(device: torch.device, quick: bool) -> list[str]:
+def fast_occlusion(device: torch.device, quick: bool,
+                   names: tuple[str, ...] = ("vgg16", "alexnet")) -> list[str]:
     """Incremental vs full batched vs Captum (best perturbations_per_eval), VGG16 and AlexNet."""
     size, window, stride = (64, 16, 16) if quick else (224, 32, 8)
     summary = []
-    for name in ("vgg16", "alexnet"):
+    for name in names:
         model = torchvision_net(name).to(device)
         x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1)).to(device)
         c = int(model(x).argmax())
@@ -345,7 +346,9 @@ def main() -> int:
              f", {torch.get_num_threads()} threads, {os.cpu_count()} cores, load {load:.1f}")
           + ("" if Occlusion else "; captum not installed (pip install -e '.[bench]')"))
     if args.suite == "fast-occlusion":
-        summary = fast_occlusion(device, args.quick) + parity(device, args.quick)
+        names = tuple(n for n in args.models.split(",") if n in ("vgg16", "alexnet"))
+        summary = fast_occlusion(device, args.quick, names or ("vgg16", "alexnet"))
+        summary += parity(device, args.quick)
         print("\nsummary\n" + "\n".join(summary))
         return 0
     summary = []
