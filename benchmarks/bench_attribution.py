@@ -18,6 +18,11 @@ busy (a CPU), the loop cannot be beaten by 10x; where it does not (a GPU), it ca
 
     .venv/bin/python benchmarks/bench_attribution.py            # CPU: a few minutes
     .venv/bin/python benchmarks/bench_attribution.py --quick    # smoke run, seconds
+    .venv/bin/python benchmarks/bench_attribution.py --suite fast-occlusion --threads 2
+        issue 23: incremental occlusion against gradviz's full batched occlusion and Captum at
+        its best perturbations_per_eval (VGG16 and AlexNet, random weights, 224x224, window 32,
+        stride 8), then guided backprop against Captum's and gradcam(layer=None) against the
+        call with the layer given (ResNet-18 and VGG16). Goals: >= 4x; >= 1.0x; within 10%.
 Runs on CUDA when available (then with the lecture's 32x32 / stride 2 occlusion on VGG16).
 """
 
@@ -35,10 +40,18 @@ import torch
 import torchvision
 from torch import nn
 
-from gradviz_lab.attribution import integrated_gradients, occlusion, smoothgrad
+from gradviz_lab.attribution import (
+    gradcam,
+    guided_backprop,
+    integrated_gradients,
+    occlusion,
+    occlusion_path,
+    smoothgrad,
+)
+from gradviz_lab.attribution.cam import default_cam_layer
 
 try:
-    from captum.attr import IntegratedGradients, NoiseTunnel, Occlusion, Saliency
+    from captum.attr import GuidedBackprop, IntegratedGradients, NoiseTunnel, Occlusion, Saliency
 except ImportError:  # the benchmark still compares with the loops
     Occlusion = None
 
@@ -230,11 +243,99 @@ def run(model_name: str, model: nn.Module, device: torch.device, quick: bool) ->
     return rows
 
 
+# --- issue 23: incremental occlusion and parity items ------------------------------------------
+
+
+def torchvision_net(name: str) -> nn.Module:
+    torch.manual_seed(0)
+    return getattr(torchvision.models, name)(weights=None).eval()
+
+
+def side_by_side(title: str, candidates: dict[str, Callable], device, repeats: int) -> dict:
+    """Time the candidates (taking turns); print each one's time, its time over the first one's,
+    and the max abs difference of its map from the first one's (and relative to its max)."""
+    results = timed_rounds(candidates, device, repeats)
+    first, (t_ref, m_ref) = next(iter(results.items()))
+    scale = m_ref.abs().max().item()
+    rows = []
+    for label, (seconds, maps) in results.items():
+        maps = maps.sum(1, keepdim=True) if maps.shape[1] != m_ref.shape[1] else maps
+        diff = (maps - m_ref).abs().max().item()
+        rows.append((label, seconds, seconds / t_ref, diff, diff / scale))
+    report(rows, f"{title}  (ratio = time / time of {first!r})")
+    return {label: seconds for label, seconds, *_ in rows}
+
+
+def fast_occlusion(device: torch.device, quick: bool,
+                   names: tuple[str, ...] = ("vgg16", "alexnet")) -> list[str]:
+    """Incremental vs full batched vs Captum (best perturbations_per_eval), VGG16 and AlexNet."""
+    size, window, stride = (64, 16, 16) if quick else (224, 32, 8)
+    summary = []
+    for name in names:
+        model = torchvision_net(name).to(device)
+        x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1)).to(device)
+        c = int(model(x).argmax())
+        occlusion(model, x, c, window=size, stride=size)  # warm-up (allocator, kernels)
+        occlusion(model, x, c, window=size, stride=size, incremental=False)
+        positions = ((size - window) // stride + 1) ** 2
+        print(f"\n=== {name}: {size}x{size}, window {window}, stride {stride} ({positions} "
+              f"positions); {occlusion_path(model).reason[:60]}...", flush=True)
+        candidates = {
+            "gradviz incremental (auto batch)": lambda: occlusion(model, x, c, window, stride),
+            "gradviz full batched (auto batch)": lambda: occlusion(model, x, c, window, stride,
+                                                                   incremental=False),
+        }
+        if Occlusion:
+            for b in (1, 16) if not quick else (4,):
+                candidates[f"captum perturbations_per_eval={b}"] = (
+                    lambda b=b: Occlusion(model).attribute(
+                        x, sliding_window_shapes=(3, window, window), strides=(3, stride, stride),
+                        baselines=0.0, target=c, perturbations_per_eval=b)[:, :1])
+        times = side_by_side(f"occlusion, {name}", candidates, device, repeats=1)
+        t_inc = times["gradviz incremental (auto batch)"]
+        summary.append(f"  {name}: incremental {times['gradviz full batched (auto batch)'] / t_inc:.1f}x"
+                       " faster than gradviz full batched (goal >= 4x)")
+        captum = [t for label, t in times.items() if label.startswith("captum")]
+        if captum:
+            summary.append(f"  {name}: incremental {min(captum) / t_inc:.1f}x faster than Captum at "
+                           "its best perturbations_per_eval (goal >= 4x)")
+    return summary
+
+
+def parity(device: torch.device, quick: bool) -> list[str]:
+    """Guided backprop against Captum's; gradcam(layer=None) against the layer given."""
+    size = 64 if quick else 224
+    summary = []
+    for name in ("resnet18", "vgg16"):
+        model = torchvision_net(name).to(device)
+        x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(2)).to(device)
+        c = int(model(x).argmax())
+        layer = default_cam_layer(model, x)
+        candidates = {"gradviz guided_backprop": lambda: guided_backprop(model, x, c)}
+        if Occlusion:
+            candidates["captum GuidedBackprop"] = lambda: GuidedBackprop(model).attribute(
+                x, target=c)
+        times = side_by_side(f"guided backprop, {name}", candidates, device, 2 if quick else 5)
+        if Occlusion:
+            summary.append(f"  {name}: Captum's guided backprop takes "
+                           f"{times['captum GuidedBackprop'] / times['gradviz guided_backprop']:.2f}x"
+                           " our time (goal >= 1.0)")
+        times = side_by_side(f"Grad-CAM, {name} (default layer {layer!r})", {
+            f"gradcam(layer={layer!r})": lambda: gradcam(model, x, c, layer=layer),
+            "gradcam(layer=None)": lambda: gradcam(model, x, c)}, device, 2 if quick else 5)
+        summary.append(f"  {name}: gradcam(layer=None) takes "
+                       f"{times['gradcam(layer=None)'] / times[f'gradcam(layer={layer!r})']:.2f}x "
+                       "the call with the layer given (goal <= 1.10)")
+    return summary
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny settings, a smoke run")
     parser.add_argument("--models", default="small,vgg16", help="comma-separated: small,vgg16")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--suite", default="methods", choices=("methods", "fast-occlusion"),
+                        help="methods: batching vs loops vs Captum; fast-occlusion: issue 23")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -244,6 +345,12 @@ def main() -> int:
           + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else
              f", {torch.get_num_threads()} threads, {os.cpu_count()} cores, load {load:.1f}")
           + ("" if Occlusion else "; captum not installed (pip install -e '.[bench]')"))
+    if args.suite == "fast-occlusion":
+        names = tuple(n for n in args.models.split(",") if n in ("vgg16", "alexnet"))
+        summary = fast_occlusion(device, args.quick, names or ("vgg16", "alexnet"))
+        summary += parity(device, args.quick)
+        print("\nsummary\n" + "\n".join(summary))
+        return 0
     summary = []
     builders = {"small": small_cnn, "vgg16": vgg16}
     for name in args.models.split(","):

@@ -292,10 +292,16 @@ def relu_backward_rule(model: nn.Module, rule: ReluRule) -> Iterator[None]:
         spy.inside_relu_module -= 1
         return _ReLUWithRule.apply(kept_inputs[id(module)].pop(), rule)
 
+    # The spy watches the model's forward passes only: a function mode slows every torch call
+    # it sees, and the backward pass and the code around the model need no watching.
     def enter_model(_module: nn.Module, _inputs: tuple) -> None:
         spy.inside_model += 1
+        if spy.inside_model == 1:
+            spy.__enter__()
 
     def leave_model(_module: nn.Module, _inputs: tuple, _output: object) -> None:
+        if spy.inside_model == 1:
+            spy.__exit__(None, None, None)
         spy.inside_model -= 1
 
     handles = [m.register_forward_pre_hook(keep_input) for m in relus]
@@ -303,9 +309,11 @@ def relu_backward_rule(model: nn.Module, rule: ReluRule) -> Iterator[None]:
     handles += [model.register_forward_pre_hook(enter_model),
                 model.register_forward_hook(leave_model)]
     try:
-        with spy:
-            yield
+        yield
     finally:
+        if spy.inside_model:  # a forward pass raised: its leave_model hook did not run
+            spy.__exit__(None, None, None)
+            spy.inside_model = 0
         for handle in handles:
             handle.remove()
     if spy.functional_calls:

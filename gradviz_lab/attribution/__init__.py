@@ -17,7 +17,7 @@ One call shape for all maps: ``method(model, x, target=None, **knobs)``. The exc
 | gradients     | input_gradient, saliency, layer_gradients        | gradients.py   |
 | noise         | smoothgrad                                      | smoothing.py   |
 | paths         | integrated_gradients                            | integrated.py  |
-| perturbation  | occlusion                                       | perturbation.py|
+| perturbation  | occlusion, occlusion_path                       | perturbation.py|
 | ReLU rules    | deconvnet, guided_backprop                      | relu_rules.py  |
 | layer maps    | gradcam, guided_gradcam                         | cam.py         |
 """
@@ -29,6 +29,7 @@ import torch
 from .cam import cam_layers, default_cam_layer, gradcam, guided_gradcam
 from .gradients import input_gradient, layer_gradients, saliency
 from .integrated import integrated_gradients
+from .incremental import OcclusionPath, occlusion_path
 from .perturbation import occlusion, window_starts
 from .relu_rules import deconvnet, guided_backprop
 from .smoothing import smoothgrad
@@ -53,6 +54,8 @@ __all__ = [
     "integrated_gradients",
     "occlusion",
     "window_starts",
+    "occlusion_path",
+    "OcclusionPath",
     "deconvnet",
     "guided_backprop",
     "gradcam",

@@ -3,6 +3,7 @@ networks via gradient-based localization")."""
 
 from __future__ import annotations
 
+import weakref
 from collections import Counter
 
 import torch
@@ -46,15 +47,30 @@ def cam_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
     return names
 
 
+# model -> {(image shape, dtype, device, ids of its modules): its default layer}. Weak keys: the
+# cache never keeps a model alive; its values are names, which hold no reference to the model.
+_DEFAULT_LAYERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def default_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
     """The layer Grad-CAM reads when none is given: the last of ``cam_layers``, i.e. the output
     of the last convolutional stage before any pooling. VGG19 in the kit's ImageNet wrapper:
     "net.features.35" (14x14 at 224x224, the lecture's choice); ResNet-18: "net.layer4.1" (its
-    last block, 7x7); the digits model: "features.4"; the shapes model: "features.9"."""
-    layers = cam_layers(model, x)
-    if not layers:
-        raise ValueError("no layer of the model outputs a (B, K, h, w) map; pass layer=...")
-    return layers[-1]
+    last block, 7x7); the digits model: "features.4"; the shapes model: "features.9".
+
+    Finding it costs a forward pass (``cam_layers``), so the answer is remembered per model, image
+    shape, dtype and device, and for the model's current modules (replacing a layer asks again).
+    """
+    check_images(model, x)
+    key = (tuple(x.shape[1:]), x.dtype, x.device.type, tuple(id(m) for m in model.modules()))
+    remembered = _DEFAULT_LAYERS.setdefault(model, {})
+    if key not in remembered:
+        layers = cam_layers(model, x)
+        if not layers:
+            raise ValueError("no layer of the model outputs a (B, K, h, w) map; pass layer=...")
+        remembered.clear()  # one shape at a time: a model explained at many sizes stays small
+        remembered[key] = layers[-1]
+    return remembered[key]
 
 
 def gradcam(

@@ -20,22 +20,26 @@ from torch import nn
 
 from .. import hooks
 from .._checks import Target, check_images
-from .gradients import input_gradient
+from ._common import score_gradient
+
+
+# Each rule is written with as few passes over the tensors as it needs (a product of 0/1 masks
+# would make one pass per factor): they run once per ReLU and backward pass.
 
 
 def gradient_rule(g: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """1{s>0} g: the ordinary ReLU backward (useful to check the machinery)."""
-    return (s > 0) * g
+    return g.masked_fill(s <= 0, 0)
 
 
 def deconvnet_rule(g: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """1{g>0} g: pass the positive part of the gradient, whatever the forward input was."""
-    return (g > 0) * g
+    return g.clamp(min=0)
 
 
 def guided_rule(g: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """1{s>0} 1{g>0} g: positive gradient, and only where the unit was active."""
-    return (s > 0) * (g > 0) * g
+    return g.clamp(min=0).masked_fill_(s <= 0, 0)
 
 
 def backprop_with_rule(
@@ -44,7 +48,8 @@ def backprop_with_rule(
     """The input gradient of the target score, with ``rule`` as the backward of each nn.ReLU."""
     check_images(model, x)
     with hooks.preserved_state(model), hooks.relu_backward_rule(model, rule):
-        return input_gradient(model, x, target)
+        grad, _ = score_gradient(model, x, target)
+    return grad
 
 
 def deconvnet(model: nn.Module, x: torch.Tensor, target: Target = None) -> torch.Tensor:
