@@ -732,7 +732,7 @@ def activation_maximisation_dashboard(
     """
     import ipywidgets as widgets
 
-    from .widgets.base import file_name, free_path, write_png_file
+    from .widgets.base import DashboardBox, file_name, free_path, write_png_file
 
     check_model(model)
     names = list(class_names)
@@ -763,7 +763,7 @@ def activation_maximisation_dashboard(
         description="save PNG for slides", icon="download", layout=widgets.Layout(width="auto")
     )
     saved = widgets.HTML()
-    dash = widgets.VBox(
+    dash = DashboardBox(
         [
             widgets.HTML(f"<b>Class visualisation</b> ({settings.steps} ascent steps)"),
             widgets.HBox([target, l2]),
@@ -773,6 +773,7 @@ def activation_maximisation_dashboard(
         ]
     )
     save_button.add_class("gradviz-save")
+    dash.static_name = "class visualisation"
     dash.controls = {"target": target, "l2": l2}
     dash.cache = {}
     dash.last_image = dash.last_png = dash.last_logit = dash.last_error = None

@@ -612,3 +612,31 @@ def test_the_save_button_never_replaces_a_file_it_did_not_write(tmp_path, monkey
     with pytest.raises(FileExistsError, match="overwrite=True"):
         dash.save_png(mine)
     assert dash.save_png(mine, overwrite=True) == mine and mine.read_bytes().startswith(PNG_SIGNATURE)
+
+
+# ---------------------------------------------------------------- a static view (issue 18)
+@pytest.mark.parametrize("name", list(DASHBOARDS))
+def test_a_static_view_shows_one_line_saying_how_to_see_the_dashboard(name):
+    """Where no kernel runs (a lesson not yet run, a file viewer) only text/plain is drawn: one
+    line, not ipywidgets' repr of every child; a live kernel still gets the widget view."""
+    dash = DASHBOARDS[name](tiny_cnn(), tiny_images(), CLASSES)
+    bundle = dash._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == dash.model_id
+    assert bundle["text/plain"] == (f"{type(dash).__name__}: run this cell in JupyterLab to see the "
+                                    "dashboard (a static view shows no widgets).")
+
+
+def test_the_lessons_stored_dashboards_show_that_line_in_a_static_view():
+    import json
+    from pathlib import Path
+
+    shown = 0
+    for path in sorted(Path(__file__).parents[1].glob("notebooks/*.ipynb")):
+        for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+            for output in cell.get("outputs", []):
+                data = output.get("data", {})
+                if "application/vnd.jupyter.widget-view+json" in data:
+                    shown += 1
+                    text = "".join(data["text/plain"])
+                    assert "run this cell in JupyterLab to see the dashboard" in text, (path.name, text)
+    assert shown >= 9  # one dashboard per lesson at least

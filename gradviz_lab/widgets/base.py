@@ -167,7 +167,24 @@ def _checked_images(images: torch.Tensor) -> torch.Tensor:
     return images
 
 
-class Dashboard(widgets.VBox):
+def static_view_line(name: str) -> str:
+    """What a dashboard shows where no kernel runs: a notebook not yet run, a file viewer."""
+    return f"{name}: run this cell in JupyterLab to see the dashboard (a static view shows no widgets)."
+
+
+class DashboardBox(widgets.VBox):
+    """A VBox whose plain-text form, the only part of it a static view can show, is one line
+    saying how to see it, instead of ipywidgets' raw Python repr of every child widget."""
+
+    static_name = "dashboard"
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = super()._repr_mimebundle_(**kwargs)  # the widget view, for a live kernel
+        bundle["text/plain"] = static_view_line(self.static_name)
+        return bundle
+
+
+class Dashboard(DashboardBox):
     """Base class: subclasses set ``heading``, add knobs in ``make_knobs`` and say what to show
     in ``explanations(index, target)``; everything else (drawing, caching, errors) is here."""
 
@@ -187,6 +204,7 @@ class Dashboard(widgets.VBox):
         gallery_name: str = "shapes",
     ) -> None:
         super().__init__()
+        self.static_name = type(self).__name__
         self._load(model, images, class_names, image_names, gallery_name)
         self.cache = LRUCache(maxsize=128)  # (method, image, target, knobs) -> Explanation
         self.predictions = LRUCache(maxsize=1024)  # image index -> class probabilities
