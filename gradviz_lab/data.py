@@ -371,7 +371,7 @@ def _open_image(source: str | os.PathLike | Image.Image, max_pixels: int) -> tup
     elif isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)
         if not os.path.isfile(name):
-            raise FileNotFoundError(f"no image file at {name!r}")
+            raise FileNotFoundError(_no_image_file(name))
         try:
             image = Image.open(name)  # reads the header only; pixels are decoded later
         except UnidentifiedImageError as error:
@@ -390,6 +390,19 @@ def _open_image(source: str | os.PathLike | Image.Image, max_pixels: int) -> tup
             f"(a guard against decompression bombs); pass a larger max_pixels if you trust it"
         )
     return image, opened_here
+
+
+def _no_image_file(name: str) -> str:
+    """Where the file was looked for, and how to reach the photos the kit ships."""
+    message = f"no image file at {name!r}"
+    if not os.path.isabs(name):  # a notebook's working directory is its folder, not the kit's
+        message += (f" (a relative path is read from the current working directory, so it looked "
+                    f"for {os.path.abspath(name)!r})")
+    stem = Path(name).stem
+    if stem in PHOTOS:
+        return message + f"; for the shipped photo use data.load_photo({stem!r}) or data.photo_path({stem!r})"
+    return message + (f"; the shipped photos ({', '.join(PHOTOS)}) are at data.photo_path(name), "
+                      f"or load one with data.load_photo(name)")
 
 
 def _to_unit_rgb(image: Image.Image) -> np.ndarray:
