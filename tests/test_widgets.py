@@ -640,3 +640,13 @@ def test_the_lessons_stored_dashboards_show_that_line_in_a_static_view():
                     text = "".join(data["text/plain"])
                     assert "run this cell in JupyterLab to see the dashboard" in text, (path.name, text)
     assert shown >= 9  # one dashboard per lesson at least
+
+
+@pytest.mark.parametrize("name", list(DASHBOARDS))
+def test_no_control_label_is_cut(name):
+    """JupyterLab gives a description 80 px (about 10 characters) unless its style widens it:
+    the deletion dashboard's "removed pixels" showed as "removed ..." (issue 18)."""
+    dash = DASHBOARDS[name](tiny_cnn(), tiny_images(), CLASSES)
+    for key, control in dash.controls.items():
+        if len(control.description) > 10:
+            assert control.style.description_width == "initial", (name, key, control.description)
