@@ -732,6 +732,7 @@ def activation_maximisation_dashboard(
     """
     import ipywidgets as widgets
 
+    from .threads import lab_threads
     from .widgets.base import DashboardBox, file_name, free_path, write_png_file
 
     check_model(model)
@@ -789,7 +790,8 @@ def activation_maximisation_dashboard(
         key = (target.value, round(float(l2.value), 12))
         try:
             if key not in dash.cache:
-                dash.cache[key] = compute(*key)
+                with lab_threads(model):  # one thread for a lab model: see gradviz_lab.threads
+                    dash.cache[key] = compute(*key)
             dash.last_image, dash.last_logit = dash.cache[key]
             dash.last_png = picture.value = _png(dash.last_image)
             dash.last_error = None

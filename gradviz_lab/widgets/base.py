@@ -39,6 +39,7 @@ from .. import hooks, viz
 from .._checks import check_flag
 from .._forward import run_model
 from ..attribution import window_starts
+from ..threads import lab_threads
 from .recipes import (
     METHODS,
     Explanation,
@@ -405,10 +406,11 @@ class Dashboard(DashboardBox):
         """Recompute (or fetch from the cache) and redraw; an error is shown, never raised."""
         start = time.perf_counter()
         try:
-            self.on_knobs_changed()
-            index = int(self.image.value)
-            explanations = self.explanations(index, self.target_class(index))
-            self.draw(index, explanations)
+            with lab_threads(self.model):  # one thread for a lab model: see gradviz_lab.threads
+                self.on_knobs_changed()
+                index = int(self.image.value)
+                explanations = self.explanations(index, self.target_class(index))
+                self.draw(index, explanations)
             self.error.value = ""
             self.last_error = None
         except Exception as error:  # a callback must not die silently: show it in the dashboard
