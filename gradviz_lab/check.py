@@ -267,6 +267,7 @@ def _wrong_score_mistakes(reference: Method, what: str = "score") -> dict[str, M
             _scored_as("loss", reference),
     }
 
+
 def _signed_gradient_max(model, x, target):
     return attribution.input_gradient(model, x, target).amax(dim=1, keepdim=True)
 
