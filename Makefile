@@ -28,11 +28,15 @@ help:
 	@echo "make setup        only create/update .venv (lab and test do it first)"
 	@echo "make clean        remove .venv and build files (then TORCH_PAIR=... setup picks another pair)"
 
+# setuptools reports every editable install with a "please be careful" notice meant for its own
+# developers; setup hides that one warning (its message only) and nothing else.
+QUIET_EDITABLE := PYTHONWARNINGS="ignore:Editable installation"
+
 $(STAMP): pyproject.toml requirements/torch-pair.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_PAIR)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(QUIET_EDITABLE) $(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -c "import torch, torchvision; print('torch', torch.__version__, '/ torchvision', torchvision.__version__, 'import together')"
 	@touch $(STAMP)
 
@@ -63,7 +67,7 @@ test-portable: setup
 	done
 
 bench: setup
-	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(QUIET_EDITABLE) $(BIN)/python -m pip install --quiet -e '.[bench]'
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 exercises: setup

@@ -8,12 +8,18 @@ Runs on the lab models on CPU; prints one line per dashboard with the goal from 
     <= 150 ms  gradient methods and Grad-CAM
     <= 1 s     occlusion at stride >= 4, SmoothGrad with N <= 25 (and the other long methods)
 
-Usage: python benchmarks/bench_widgets.py [--repeats 7] [--gallery shapes]
+Each scenario runs on a quiet machine, then with ``--load`` also on a busy one: one CPU-burning
+process per core, started and stopped by the benchmark (``cpu_load.py``). ``--compare-threads``
+adds torch's default thread count next to the kit's one thread (``gradviz_lab.threads``), the
+numbers behind that choice. The goals apply to the quiet machine.
+
+Usage: python benchmarks/bench_widgets.py [--repeats 7] [--gallery shapes] [--load] [--compare-threads]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import statistics
@@ -23,7 +29,9 @@ import time
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import torch  # noqa: E402
+from cpu_load import cpu_load  # noqa: E402
 
+from gradviz_lab import threads  # noqa: E402
 from gradviz_lab.widgets import DASHBOARDS, recipes  # noqa: E402
 
 FAST, SLOW = 0.150, 1.0
@@ -86,11 +94,15 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--gallery", default="shapes", choices=recipes.LAB_MODELS)
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)"
+        "--threads", type=int, default=None,
+        help=f"threads the dashboards use for a lab model (default: the kit's {threads.LAB_THREADS})",
     )
+    parser.add_argument("--load", action="store_true", help="also time a machine with every core busy")
+    parser.add_argument("--compare-threads", action="store_true",
+                        help="also time torch's default thread count (one per core)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    kit_threads = args.threads or threads.LAB_THREADS
+    default_threads = torch.get_num_threads()
 
     try:
         examples = recipes.gallery(args.gallery)
@@ -102,43 +114,75 @@ def main() -> int:
         examples = recipes.gallery(args.gallery)
     print(
         f"bench_widgets: {args.gallery} lab model, images {tuple(examples.images.shape[1:])}, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads on {os.cpu_count()} CPUs, "
-        f"load average {os.getloadavg()[0]:.1f}; median of {args.repeats} changes"
+        f"torch {torch.__version__}, {os.cpu_count()} CPUs (torch's default: {default_threads} "
+        f"threads), load average {os.getloadavg()[0]:.1f}; median of {args.repeats} changes"
     )
     print(
         "wall: what the user waits; cpu: this process's CPU time (all threads),\n"
         "which a machine busy with other work does not inflate"
     )
-    print(
-        f"{'dashboard':34s} {'control':9s} {'wall':>7s} {'min':>7s} {'max':>7s} "
-        f"{'cpu':>7s} {'goal':>7s}"
-    )
+    settings = [kit_threads] + ([default_threads] if args.compare_threads and default_threads != kit_threads else [])
+    conditions = ["quiet"] + (["loaded"] if args.load else [])
     failures = 0
+    medians: dict[tuple[str, str, int], float] = {}
+    for condition in conditions:
+        load = cpu_load() if condition == "loaded" else contextlib.nullcontext(0)
+        with load as burners:
+            for count in settings:
+                threads.LAB_THREADS = count  # what the dashboards' lab_threads() sets
+                print(f"\n== {condition} machine"
+                      + (f" ({burners} CPU-burning processes)" if burners else "")
+                      + f", {count} thread(s)")
+                print(f"{'dashboard [control]':44s} {'wall':>7s} {'min':>7s} {'max':>7s} "
+                      f"{'cpu':>7s} {'goal':>7s}")
+                for label, times, goal in run_scenarios(examples, args.repeats):
+                    checked = condition == "quiet" and count == kit_threads  # the goals' setting
+                    failures += _report(label, times, goal, checked)
+                    medians[(condition, label, count)] = statistics.median(w for w, _ in times)
+    threads.LAB_THREADS = kit_threads
+    if len(conditions) * len(settings) > 1:
+        _summary(medians, conditions, settings)
+    print("all goals met (quiet machine, the kit's threads)" if not failures
+          else f"{failures} goal(s) missed (wall time)")
+    return 0
+
+
+def run_scenarios(examples, repeats: int) -> list[tuple[str, list[tuple[float, float]], float]]:
+    """(label with its control, (wall, cpu) times, goal) for every scenario, then the redraw."""
+    results = []
     for label, (control, values, settings, goal) in SCENARIOS.items():
         factory = DASHBOARDS[label.split(" ")[0]]
         dash = factory(
             examples.model, examples.images, examples.class_names, image_names=examples.image_names
         )
         dash.set(image=len(dash.images) - 1, **settings)  # a two-object image where there is one
-        times = timed_changes(dash, control, values_for(dash, control, values), args.repeats)
-        failures += _report(label, control, times, goal)
+        times = timed_changes(dash, control, values_for(dash, control, values), repeats)
+        results.append((f"{label} [{control}]", times, goal))
     dash = DASHBOARDS["gradcam"](examples.model, examples.images, examples.class_names)
-    alphas = [round(0.3 + 0.05 * k, 2) for k in range(args.repeats + 2)]
-    times = timed_changes(dash, "alpha", alphas, args.repeats, clear_cache=False)  # maps cached
-    failures += _report("gradcam (redraw only)", "alpha", times, FAST)
-    print("all goals met" if not failures else f"{failures} goal(s) missed (wall time)")
-    return 0
+    alphas = [round(0.3 + 0.05 * k, 2) for k in range(repeats + 2)]
+    times = timed_changes(dash, "alpha", alphas, repeats, clear_cache=False)  # maps cached
+    results.append(("gradcam (redraw only) [alpha]", times, FAST))
+    return results
 
 
-def _report(label: str, control: str, times: list[tuple[float, float]], goal: float) -> int:
+def _report(label: str, times: list[tuple[float, float]], goal: float, checked: bool) -> int:
     wall = [w for w, _ in times]
     median, cpu = statistics.median(wall), statistics.median(c for _, c in times)
-    verdict = "ok" if median <= goal else "SLOW"
+    verdict = ("ok" if median <= goal else "SLOW") if checked else ""
     print(
-        f"{label:34s} {control:9s} {1000 * median:5.0f}ms {1000 * min(wall):5.0f}ms "
+        f"{label:44s} {1000 * median:5.0f}ms {1000 * min(wall):5.0f}ms "
         f"{1000 * max(wall):5.0f}ms {1000 * cpu:5.0f}ms {1000 * goal:5.0f}ms {verdict}"
     )
-    return int(median > goal)
+    return int(checked and median > goal)
+
+
+def _summary(medians: dict, conditions: list[str], settings: list[int]) -> None:
+    """One line per scenario: the median wall time of every (machine, threads) pair."""
+    columns = [(c, t) for c in conditions for t in settings]
+    print("\nmedian wall time (ms), by machine and torch threads")
+    print(f"{'dashboard':44s} " + " ".join(f"{c + ' ' + str(t) + 't':>11s}" for c, t in columns))
+    for label in dict.fromkeys(label for _, label, _ in medians):
+        print(f"{label:44s} " + " ".join(f"{1000 * medians[(c, label, t)]:11.0f}" for c, t in columns))
 
 
 if __name__ == "__main__":

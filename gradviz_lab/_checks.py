@@ -19,8 +19,10 @@ from torch import nn
 from ._forward import NonFiniteError, NonFiniteOutputError, run_model
 
 # A target is None (the predicted class), one class index, one index per image, or a function
-# mapping the model's output (B, ...) to one score per image (B,).
-Target = None | int | Sequence[int] | torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
+# mapping the model's output (B, ...) to one score per image (B,). Where the model carries its
+# class names (``.classes`` of the lab models, ``.categories`` of the ImageNet ones) a class name,
+# or one per image, stands for its index.
+Target = None | int | str | Sequence[int] | Sequence[str] | torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
 
 
 def check_model(model: nn.Module) -> None:
@@ -191,8 +193,9 @@ def check_target_type(target: Target) -> None:
         raise TypeError("target must be None, an int, a sequence of ints or a callable, got bool")
     if isinstance(target, str):
         raise TypeError(
-            f"target must be a class index, not the text {target!r}: the attribution methods "
-            "take indices (e.g. model.classes.index(name) for the lab models)"
+            f"target must be a class index here, not the text {target!r}: a class name is "
+            "understood only where the model carries its class names (.classes or .categories); "
+            "otherwise pass class_names.index(name)"
         )
     if isinstance(target, numbers.Integral):  # int, np.int64, ...
         _check_int64([target])
@@ -210,6 +213,38 @@ def check_target_type(target: Target) -> None:
         "target must be None, an int, a sequence/tensor of ints or a callable "
         f"output -> (B,) scores, got {target!r}"
     )
+
+
+def named_target(model: nn.Module, target: Target) -> Target:
+    """A class name, or one name per image, as the index (indices) of the model's own class
+    names; any other target is returned as it is."""
+    if isinstance(target, str):
+        wanted = [target]
+    elif (isinstance(target, Sequence) and len(target) > 0
+          and all(isinstance(t, str) for t in target)):
+        wanted = list(target)
+    else:
+        return target
+    classes = getattr(model, "classes", None) or getattr(model, "categories", None)
+    if classes is None:
+        raise TypeError(
+            f"target {target!r} is a class name, but this model carries no class names (no "
+            f".classes or .categories attribute): pass the class index instead, e.g. "
+            f"class_names.index({wanted[0]!r}) with the list of names of its classes"
+        )
+    classes = list(classes)
+    unknown = [name for name in wanted if name not in classes]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], classes, n=3)
+        listed = ", ".join(classes) if len(classes) <= 20 else (
+            ", ".join(classes[:10]) + f", ... ({len(classes)} classes)")
+        raise ValueError(
+            f"unknown class name {unknown[0]!r}"
+            + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else "")
+            + f"; the model's classes are: {listed}"
+        )
+    indices = [classes.index(name) for name in wanted]
+    return indices[0] if isinstance(target, str) else indices
 
 
 def class_indices(output: torch.Tensor, target: Target) -> torch.Tensor:
@@ -288,6 +323,7 @@ def fixed_target_and_scores(
     model: nn.Module, x: torch.Tensor, target: Target
 ) -> tuple[torch.Tensor | Callable, torch.Tensor]:
     """``fixed_target`` and the clean images' scores (B,), from one forward pass (no graph)."""
+    target = named_target(model, target)
     check_target_type(target)
     with torch.no_grad():
         output = run_model(model, x)

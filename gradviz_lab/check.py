@@ -5,7 +5,9 @@ cannot be passed by hard-coding), calls the student's function with the package'
 ``f(model, x, target, **knobs)`` where ``target`` is a tensor of B class indices, compares the
 result with ``gradviz_lab.attribution``, and prints one line per case. When a result is wrong and
 matches a typical mistake (a magnitude forgotten, weight gradients instead of activation
-gradients, ...), the line says which, as a hint.
+gradients, the probability or the loss scored instead of the logit, ...), the line says which, as
+a hint. A difference is said relative to the reference's largest value: tiny models give tiny
+maps, where an absolute 0.0007 can be an error of over 100%.
 
 A function that still raises ``NotImplementedError`` (the untouched exercise stub) gets one friendly
 line instead of a traceback. Every checker returns a ``CheckReport`` whose ``passed`` is True when
@@ -184,7 +186,20 @@ def _compare(got, expected: torch.Tensor, atol: float) -> tuple[bool, str]:
         return False, "your result has NaN or infinite values."
     if torch.allclose(got, expected, atol=atol, rtol=1e-4):
         return True, "matches the reference."
-    return False, f"differs from the reference (max abs difference {(got - expected).abs().max():.3g})."
+    return False, f"differs from the reference: {_relative_error(got, expected)}."
+
+
+def _relative_error(got: torch.Tensor, expected: torch.Tensor) -> str:
+    """The largest difference, said relative to the reference's own scale.
+
+    Tiny models give tiny maps: 0.000679 reads like rounding, but not next to a largest reference
+    value of 0.000569 (a difference of 119%)."""
+    difference = float((got - expected).abs().max())
+    scale = float(expected.abs().max())
+    if scale == 0:
+        return f"max abs difference {difference:.3g}, where the reference is 0 everywhere"
+    return (f"max abs difference {difference:.3g}, that is {100 * difference / scale:.2g}% of the "
+            f"reference's largest magnitude ({scale:.3g})")
 
 
 def _passes_without_inplace(student: Method, case: Case, expected: torch.Tensor, atol: float) -> bool:
@@ -221,6 +236,38 @@ def _diagnose(got, case: Case, mistakes: dict[str, Method], atol: float) -> str 
 # ----------------------------------------------------------------------------------------------
 # Typical mistakes, each written the wrong way on purpose.
 
+class _ScoredAs(nn.Module):
+    """The model with its logits y turned into softmax probabilities ("probability") or into the
+    cross-entropy loss of every class, -log softmax(y) ("loss").
+
+    Replaying a reference method on it reproduces a student's function that scored the
+    probability or the loss where the lesson scores the logit y_c (a pitfall of every lesson)."""
+
+    def __init__(self, model: nn.Module, score: str):
+        super().__init__()
+        self.model, self.score = model, score
+        self.training = model.training  # (set directly: .train() would change every submodule)
+
+    def forward(self, x):
+        logits = self.model(x)
+        return logits.softmax(dim=1) if self.score == "probability" else -logits.log_softmax(dim=1)
+
+
+def _scored_as(score: str, reference: Method) -> Method:
+    """reference, computed on the probability or the loss instead of the logit."""
+    return lambda model, x, target, **knobs: reference(_ScoredAs(model, score), x, target, **knobs)
+
+
+def _wrong_score_mistakes(reference: Method, what: str = "score") -> dict[str, Method]:
+    """The hints for the pitfall "the probability (or the loss) instead of the logit"."""
+    return {
+        f"{what} the logit y_c (the model's raw output), not the softmax probability p_c: the "
+        "softmax saturates and mixes in every other class.": _scored_as("probability", reference),
+        f"{what} the logit y_c (the model's raw output), not the cross-entropy loss -log p_c.":
+            _scored_as("loss", reference),
+    }
+
+
 def _signed_gradient_max(model, x, target):
     return attribution.input_gradient(model, x, target).amax(dim=1, keepdim=True)
 
@@ -239,6 +286,8 @@ def check_saliency(student: Method) -> CheckReport:
         "take the magnitude |dy_c/dx| before the max over channels (you kept the sign).":
             _signed_gradient_max,
         "differentiate the logit y_c, not the softmax probability.": _softmax_gradient_magnitude,
+        "differentiate the logit y_c, not the cross-entropy loss -log p_c.":
+            _scored_as("loss", lambda m, x, t: attribution.saliency(m, x, t, reduce="max")),
         "reduce over channels with the max, not the sum.":
             lambda m, x, t: attribution.input_gradient(m, x, t).abs().sum(dim=1, keepdim=True),
     }
@@ -254,12 +303,24 @@ def check_occlusion(student: Method) -> CheckReport:
     for case, (window, stride) in zip(cases, [((4, 4), 2), ((2, 4), 2), ((4, 4), 4)]):
         case.knobs = {"window": window, "stride": stride}
         case.description += f", window {window}, stride {stride}"
+    reference = lambda m, x, t, **k: attribution.occlusion(m, x, t, baseline=0.0, **k)  # noqa: E731
     mistakes = {
         "the sensitivity is f(x) - f(occluded x), not the other way round (your sign is flipped).":
-            lambda m, x, t, **k: -attribution.occlusion(m, x, t, **k),
+            lambda m, x, t, **k: -reference(m, x, t, **k),
+        "average the drops of the windows that cover each pixel (divide by how many cover it): "
+        "you returned their sum.":
+            lambda m, x, t, **k: reference(m, x, t, **k) * _windows_covering(x.shape[-2:], **k),
+        **_wrong_score_mistakes(reference),
     }
-    reference = lambda m, x, t, **k: attribution.occlusion(m, x, t, baseline=0.0, **k)  # noqa: E731
     return run_checks("occlusion", student, reference, cases, mistakes, atol=1e-8)
+
+
+def _windows_covering(size: tuple[int, int], window: tuple[int, int], stride: int) -> torch.Tensor:
+    """How many window positions (top-left corners every stride pixels, windows inside the image)
+    cover each pixel: (1, 1, H, W). Unfold lists the windows, fold adds them back up."""
+    ones = torch.ones(1, 1, *size, dtype=torch.float64)
+    windows = nn.functional.unfold(ones, window, stride=stride)
+    return nn.functional.fold(windows, size, window, stride=stride)
 
 
 class _Cubic(nn.Module):
@@ -319,6 +380,10 @@ def check_smoothgrad(student: Method, n_samples: int = 300) -> CheckReport:
             results.append(False)
             continue
         ok, message = _compare(got, attribution.input_gradient(case.model, case.x, case.target), 1e-6)
+        if not ok:  # with sigma 0 the wrong score is the only typical mistake that shows
+            mistakes = _wrong_score_mistakes(attribution.input_gradient, what="differentiate")
+            hint = _diagnose(got, case, mistakes, 1e-6)  # (case.knobs is empty: no sigma to pass)
+            message += f" Hint: {hint}" if hint else ""
         results.append(ok)
         print(f"[{'ok' if ok else 'x'}] {prefix}: {message}")
 
@@ -447,6 +512,7 @@ def check_gradcam(student: Method) -> CheckReport:
         "apply the ReLU to the weighted sum of activations.": _gradcam_without_relu,
     }
     reference = lambda m, x, t, layer: attribution.gradcam(m, x, t, layer=layer)  # noqa: E731
+    mistakes.update(_wrong_score_mistakes(reference, what="differentiate"))
     return run_checks("Grad-CAM", student, reference, _gradcam_cases(), mistakes)
 
 
@@ -486,6 +552,7 @@ def check_integrated_gradients(student: Method) -> CheckReport:
     }
     reference = lambda m, x, t, baseline, steps: attribution.integrated_gradients(  # noqa: E731
         m, x, t, baseline=baseline, steps=steps, rule="riemann")
+    mistakes.update(_wrong_score_mistakes(reference, what="integrate the gradient of"))
     return run_checks("integrated gradients", student, reference, _ig_cases(), mistakes)
 
 
@@ -581,7 +648,7 @@ def check_gradient_norms(student: Method) -> CheckReport:
                       atol=1e-10, uses_grad=True)
 
 
-def _ascent_gradient(model, x, target, l2: float, probability: bool = False,
+def _ascent_gradient(model, x, target, l2: float, probability: bool | str = False,
                      l2_sign: float = -1.0) -> torch.Tensor:
     """g = d/dx [y_c(x) - l2 ||x - 0.5||^2] per image, the model in eval mode and left as it was."""
     from . import hooks
@@ -590,7 +657,9 @@ def _ascent_gradient(model, x, target, l2: float, probability: bool = False,
     with hooks.preserved_state(model):
         model.eval()
         output = model(x)
-        scores = (output.softmax(dim=1) if probability else output).gather(1, target[:, None])[:, 0]
+        if probability:  # the typical mistakes: the probability p_c, or log p_c = -loss
+            output = output.log_softmax(dim=1) if probability == "log" else output.softmax(dim=1)
+        scores = output.gather(1, target[:, None])[:, 0]
         objective = scores + l2_sign * l2 * (x - 0.5).pow(2).flatten(1).sum(1)
         grad, = torch.autograd.grad(objective.sum(), x)
     return grad
@@ -600,7 +669,7 @@ def _per_image_mean_abs(g: torch.Tensor) -> torch.Tensor:
     return g.abs().flatten(1).mean(1).clamp_min(1e-12).view(-1, *[1] * (g.dim() - 1))
 
 
-def _ascent_variant(normalise: str = "image", l2_sign: float = -1.0, probability: bool = False,
+def _ascent_variant(normalise: str = "image", l2_sign: float = -1.0, probability: bool | str = False,
                     clamp: bool = True) -> Method:
     """One ascent step, x + lr * g / mean|g| clamped to [0, 1], the mean taken per image: one step
     of ``featureviz.activation_maximisation`` without jitter or blur. Each argument, changed from
@@ -642,5 +711,26 @@ def check_ascent_step(student: Method) -> CheckReport:
             _ascent_variant(l2_sign=1.0),
         "keep the pixels in [0, 1]: clamp after the step.": _ascent_variant(clamp=False),
         "climb the logit y_c, not the softmax probability.": _ascent_variant(probability=True),
+        "climb the logit y_c, not the log-probability log p_c (minus the loss): it also pushes "
+        "every other class down.": _ascent_variant(probability="log"),
     }
-    return run_checks("ascent step", student, _reference_ascent_step, _ascent_cases(), mistakes)
+    if not callable(student):
+        return _not_a_function("ascent step", student)
+    # Compared as steps x_new - x: next to the image itself (values near 1) a wrong step of size
+    # 1e-4 would read like rounding; next to the reference's step it does not.
+    mistakes = {hint: _as_step(mistake) for hint, mistake in mistakes.items()}
+    cases = _ascent_cases()
+    for case in cases:
+        case.description += ", compared as the step x_new - x"
+    return run_checks("ascent step", _as_step(student), _as_step(_reference_ascent_step), cases, mistakes)
+
+
+def _as_step(method: Method) -> Method:
+    """method's moved image minus the image it was given (anything else is passed on as it is,
+    for the checker to report)."""
+    def step(model, x, target, **knobs):
+        moved = method(model, x.clone(), target, **knobs)
+        if isinstance(moved, torch.Tensor) and moved.shape == x.shape:
+            return moved - x
+        return moved
+    return step

@@ -311,7 +311,8 @@ def _one_image(
     return image, classes, masks, tagged
 
 
-def make_shapes(n: int, seed: int, *, size: int = 64, objects: int = 1, tag_prob: float = 0.0) -> Shapes:
+def make_shapes(n: int, seed: int, *, size: int = 64, objects: int = 1, tag_prob: float = 0.0,
+                start: int = 0) -> Shapes:
     """``n`` shape images with labels and ground-truth masks, identical for identical arguments.
 
     Classes are ``SHAPE_CLASSES``. Each image has ``objects`` (1 or 2, of different classes) solid
@@ -324,7 +325,8 @@ def make_shapes(n: int, seed: int, *, size: int = 64, objects: int = 1, tag_prob
     objects in 64 px images, which the lab models were trained on (the models accept any size).
 
     Image ``i`` depends only on (seed, i, size, objects): a batch of 10 is the first 10 of a batch
-    of 1,000, and ``tag_prob`` changes nothing but the mark.
+    of 1,000, and ``tag_prob`` changes nothing but the mark. ``start``: draw images start, ...,
+    start + n - 1 of that stream (``make_shapes(1, seed, start=i)`` is image i alone).
     """
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         raise ValueError(f"n must be a non-negative int, got {n!r}")
@@ -336,13 +338,15 @@ def make_shapes(n: int, seed: int, *, size: int = 64, objects: int = 1, tag_prob
         raise ValueError(f"size must be an int between 32 and 256, got {size!r}")
     if not 0.0 <= check_number(tag_prob, "tag_prob") <= 1.0:
         raise ValueError(f"tag_prob must be a probability in [0, 1], got {tag_prob!r}")
+    if not isinstance(start, int) or isinstance(start, bool) or start < 0:
+        raise ValueError(f"start must be a non-negative int, got {start!r}")
 
     images = np.empty((n, size, size, 3), dtype=np.float32)
     labels = np.empty((n, objects), dtype=np.int64)
     masks = np.empty((n, objects, size, size), dtype=bool)
     tagged = np.empty(n, dtype=bool)
     for i in range(n):
-        rng = np.random.default_rng([seed, i])  # one stream per image: see the docstring
+        rng = np.random.default_rng([seed, start + i])  # one stream per image: see the docstring
         image, classes, object_masks, tagged[i] = _one_image(rng, size, objects, tag_prob)
         images[i], labels[i], masks[i] = image, classes, object_masks
     labels_out = torch.from_numpy(labels[:, 0] if objects == 1 else labels)
@@ -371,7 +375,7 @@ def _open_image(source: str | os.PathLike | Image.Image, max_pixels: int) -> tup
     elif isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)
         if not os.path.isfile(name):
-            raise FileNotFoundError(f"no image file at {name!r}")
+            raise FileNotFoundError(_no_image_file(name))
         try:
             image = Image.open(name)  # reads the header only; pixels are decoded later
         except UnidentifiedImageError as error:
@@ -390,6 +394,19 @@ def _open_image(source: str | os.PathLike | Image.Image, max_pixels: int) -> tup
             f"(a guard against decompression bombs); pass a larger max_pixels if you trust it"
         )
     return image, opened_here
+
+
+def _no_image_file(name: str) -> str:
+    """Where the file was looked for, and how to reach the photos the kit ships."""
+    message = f"no image file at {name!r}"
+    if not os.path.isabs(name):  # a notebook's working directory is its folder, not the kit's
+        message += (f" (a relative path is read from the current working directory, so it looked "
+                    f"for {os.path.abspath(name)!r})")
+    stem = Path(name).stem
+    if stem in PHOTOS:
+        return message + f"; for the shipped photo use data.load_photo({stem!r}) or data.photo_path({stem!r})"
+    return message + (f"; the shipped photos ({', '.join(PHOTOS)}) are at data.photo_path(name), "
+                      f"or load one with data.load_photo(name)")
 
 
 def _to_unit_rgb(image: Image.Image) -> np.ndarray:

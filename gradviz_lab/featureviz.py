@@ -732,7 +732,8 @@ def activation_maximisation_dashboard(
     """
     import ipywidgets as widgets
 
-    from .widgets.base import file_name, free_path, write_png_file
+    from .threads import lab_threads
+    from .widgets.base import DashboardBox, file_name, free_path, write_png_file
 
     check_model(model)
     names = list(class_names)
@@ -763,7 +764,7 @@ def activation_maximisation_dashboard(
         description="save PNG for slides", icon="download", layout=widgets.Layout(width="auto")
     )
     saved = widgets.HTML()
-    dash = widgets.VBox(
+    dash = DashboardBox(
         [
             widgets.HTML(f"<b>Class visualisation</b> ({settings.steps} ascent steps)"),
             widgets.HBox([target, l2]),
@@ -773,6 +774,7 @@ def activation_maximisation_dashboard(
         ]
     )
     save_button.add_class("gradviz-save")
+    dash.static_name = "class visualisation"
     dash.controls = {"target": target, "l2": l2}
     dash.cache = {}
     dash.last_image = dash.last_png = dash.last_logit = dash.last_error = None
@@ -788,7 +790,8 @@ def activation_maximisation_dashboard(
         key = (target.value, round(float(l2.value), 12))
         try:
             if key not in dash.cache:
-                dash.cache[key] = compute(*key)
+                with lab_threads(model):  # one thread for a lab model: see gradviz_lab.threads
+                    dash.cache[key] = compute(*key)
             dash.last_image, dash.last_logit = dash.cache[key]
             dash.last_png = picture.value = _png(dash.last_image)
             dash.last_error = None

@@ -161,12 +161,22 @@ def stop_on_signals() -> None:
                 signal.signal(getattr(signal, name), _interrupt)
 
 
+def server_environment(token: str, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The server's environment, which its kernels inherit: the token, and one torch thread
+    (OMP_NUM_THREADS=1) unless the user chose a number. The lab models are too small to gain
+    from more threads, and on a busy laptop torch's default makes a lesson 2-4 times slower
+    (gradviz_lab.threads; benchmarks/bench_course.py --load)."""
+    environment = {**(os.environ if environ is None else environ), "JUPYTER_TOKEN": token}
+    environment.pop("JUPYTER_TOKEN_FILE", None)
+    environment.setdefault("OMP_NUM_THREADS", "1")
+    return environment
+
+
 def serve(root: Path, port: int, token: str, path: str, timeout: float = STARTUP_SECONDS) -> int:
     """Start JupyterLab, print the URL once it really serves, and wait until it stops."""
     if importlib.util.find_spec("jupyterlab") is None:
         raise LabError("JupyterLab is not installed in this Python environment: pip install jupyterlab")
-    environment = {**os.environ, "JUPYTER_TOKEN": token}
-    environment.pop("JUPYTER_TOKEN_FILE", None)
+    environment = server_environment(token)
     # Its own session: Ctrl-C reaches only this command, which then stops the server cleanly
     # (instead of JupyterLab asking "Shutdown this Jupyter server (y/[n])?").
     detach = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt"

@@ -338,7 +338,8 @@ def show_grid(
     if row_titles is not None and len(row_titles) != batch:
         raise ValueError(f"row_titles has {len(row_titles)} entries for {batch} images")
     fig, image_axes, map_axes, bar_axes = _grid_layout(
-        batch, len(batches), colorbar, panel_inches, font_size, row_titles is not None
+        batch, len(batches), colorbar, panel_inches, font_size, row_titles is not None,
+        image_shape=imgs.shape[-2:],
     )
     for row in range(batch):
         rgb = to_rgb(imgs[row])
@@ -366,32 +367,40 @@ def _grid_layout(
     panel_inches: float,
     font_size: float,
     row_titles: bool,
+    image_shape: tuple[int, int] = (1, 1),
 ) -> tuple[Figure, list, list[list], list[list]]:
     """A fixed grid (no layout engine, about twice as fast to draw as constrained layout).
 
-    Columns: image, then per map [spacer, map, gap, colorbar, room for its tick labels].
+    Columns: image, then per map [spacer, map, gap, colorbar, room for its tick labels], in units
+    of panel_inches. The image and map cells take the images' aspect ratio, their longer side
+    panel_inches: a square cell would shrink a wide image (gaps above and below, a colorbar taller
+    than its map) or a tall one (gaps beside it).
     """
-    per_map = [0.1, 1.0, 0.04, 0.07, 0.35] if colorbar else [0.06, 1.0]
-    ratios = [1.0] + per_map * n_maps
+    image_height, image_width = (int(n) for n in image_shape)
+    longer = max(image_height, image_width)
+    cell_width, cell_height = image_width / longer, image_height / longer  # in panel_inches
+    per_map = [0.1, cell_width, 0.04, 0.07, 0.35] if colorbar else [0.06, cell_width]
+    ratios = [cell_width] + per_map * n_maps
     title_inches = font_size * 2.0 / 72.0
     left_inches = font_size * 1.8 / 72.0 if row_titles else 0.08
     row_gap = 0.06
     width = panel_inches * sum(ratios) + left_inches + 0.08
-    height = panel_inches * (rows + row_gap * (rows - 1)) + title_inches + 0.08
+    # rows apart by row_gap * panel_inches whatever the aspect: room for the colorbars' end ticks
+    height = panel_inches * (rows * cell_height + row_gap * (rows - 1)) + title_inches + 0.08
     fig = NotebookFigure(figsize=(width, height))
     grid = fig.add_gridspec(
         rows,
         len(ratios),
         width_ratios=ratios,
         wspace=0.0,
-        hspace=row_gap,
+        hspace=row_gap / cell_height,  # (a fraction of a row's height)
         left=left_inches / width,
         right=1 - 0.08 / width,
         top=1 - title_inches / height,
         bottom=0.08 / height,
     )
     image_axes = [fig.add_subplot(grid[r, 0]) for r in range(rows)]
-    first = 1 + per_map.index(1.0)  # column of the first map panel
+    first = 2  # column of the first map panel (after the image and a spacer)
     step = len(per_map)
     map_axes = [
         [fig.add_subplot(grid[r, first + k * step]) for k in range(n_maps)] for r in range(rows)

@@ -123,6 +123,31 @@ def test_target_of_the_wrong_length(model, name, target):
 
 
 @pytest.mark.parametrize("name", names)
+def test_class_names_are_accepted_where_the_model_carries_them(name):
+    """issue 18: target="circle" on a model with .classes (the lab models) or .categories
+    (torchvision's) means that class's index, one name or one per image."""
+    model, x = small_cnn(), images(2)
+    model.classes = ("circle", "square", "triangle", "cross", "star")
+    method = EVERY_METHOD[name]
+    torch.testing.assert_close(method(model, x, "cross"), method(model, x, 3), rtol=0, atol=0)
+    torch.testing.assert_close(method(model, x, ["star", "circle"]), method(model, x, [4, 0]), rtol=0, atol=0)
+    del model.classes
+    model.categories = ["a", "b", "c", "d", "e"]
+    torch.testing.assert_close(method(model, x, "b"), method(model, x, 1), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"unknown class name 'f'; the model's classes are: a, b, c, d, e"):
+        method(model, x, "f")
+    model.categories = ["circle", "square", "triangle", "cross", "star"]
+    with pytest.raises(ValueError, match=r"'circel' \(did you mean 'circle'\?\)"):
+        method(model, x, ["square", "circel"])
+
+
+@pytest.mark.parametrize("name", names)
+def test_a_class_name_without_the_models_class_names_says_to_pass_an_index(model, name):
+    with pytest.raises(TypeError, match=r"carries no class names .* class_names.index\('cat'\)"):
+        EVERY_METHOD[name](model, images(2), "cat")
+
+
+@pytest.mark.parametrize("name", names)
 def test_target_of_the_wrong_type(model, name):
     with pytest.raises(TypeError, match="target"):
         EVERY_METHOD[name](model, images(2), "cat")

@@ -190,7 +190,7 @@ def attribution_cases() -> list[Case]:
             Case(f"{name}: a target callable returning nan", lambda m=method: m(MODEL, X, NAN_TARGET),
                  ValueError, r"target score is not finite"),
             Case(f"{name}: target=[]", lambda m=method: m(MODEL, X, []), ValueError, r"target.*empty"),
-            Case(f"{name}: target=''", lambda m=method: m(MODEL, X, ""), TypeError, r"target.*class index.*text"),
+            Case(f"{name}: target=''", lambda m=method: m(MODEL, X, ""), TypeError, r"target.*class name.*class index"),
             Case(f"{name}: target=2**70", lambda m=method: m(MODEL, X, 2**70), ValueError, r"target class out of range"),
             Case(f"{name}: a target tensor on the meta device",
                  lambda m=method: m(MODEL, X, torch.tensor([0, 1], device="meta")), ValueError, r"target.*meta"),

@@ -4,6 +4,7 @@ and greet an untouched stub with one friendly line."""
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import torch
@@ -528,3 +529,141 @@ def test_something_else_than_a_function_gets_one_clear_line(checker, given, caps
     assert len(out) == 1, out
     assert "your function itself, its name without parentheses" in out[0]
     assert f"it got a {type(given).__name__}" in out[0]
+
+
+# ---- issue 18: errors said relative to the reference's scale, and the wrong-score pitfalls --------
+
+def scored(model, x, score):
+    """The model's logits, or what a student scored by mistake: the probability or the loss."""
+    logits = model(x)
+    return {"logit": logits, "probability": logits.softmax(dim=1), "loss": -logits.log_softmax(dim=1)}[score]
+
+
+def make_student_occlusion(average=True, score="logit"):
+    def occlusion(model, x, target, window, stride):
+        (wh, ww), (B, C, H, W) = window, x.shape
+        with torch.no_grad():
+            base = scored(model, x, score).gather(1, target[:, None])[:, 0]
+            total, count = torch.zeros(B, 1, H, W, dtype=x.dtype), torch.zeros(1, 1, H, W, dtype=x.dtype)
+            for top in range(0, H - wh + 1, stride):
+                for left in range(0, W - ww + 1, stride):
+                    occluded = x.clone()
+                    occluded[:, :, top:top + wh, left:left + ww] = 0
+                    drop = base - scored(model, occluded, score).gather(1, target[:, None])[:, 0]
+                    total[:, :, top:top + wh, left:left + ww] += drop.view(B, 1, 1, 1)
+                    count[:, :, top:top + wh, left:left + ww] += 1
+        return total / count.clamp(min=1) if average else total
+    return occlusion
+
+
+def test_the_occlusion_checker_names_the_sum_of_overlapping_windows(capsys):
+    assert check.check_occlusion(make_student_occlusion()).passed
+    capsys.readouterr()
+    report = check.check_occlusion(make_student_occlusion(average=False))
+    out = capsys.readouterr().out
+    # the case whose stride equals its window has no overlap: there the sum is the average
+    assert report.results == [False, False, True], out
+    assert out.count("you returned their sum") == 2, out
+    # the error is said against the reference's scale: a sum of 4 windows is off by 100% or more
+    percents = [float(p) for p in re.findall(r"that is ([0-9.e+]+)% of the reference's largest", out)]
+    assert len(percents) == 2 and min(percents) >= 100, out
+
+
+@pytest.mark.parametrize("score", ["probability", "loss"])
+def test_the_occlusion_checker_names_a_probability_or_loss_score(score, capsys):
+    report = check.check_occlusion(make_student_occlusion(score=score))
+    out = capsys.readouterr().out
+    assert report.results == [False, False, False], out
+    wanted = "not the softmax probability" if score == "probability" else "not the cross-entropy loss"
+    assert out.count(wanted) == 3, out
+
+
+def test_the_relative_error_is_computed_against_the_largest_reference_value():
+    expected = torch.tensor([[0.0004, -0.0005, 0.0002]], dtype=torch.float64)
+    got = expected + torch.tensor([[0.0, 0.0001, -0.0002]], dtype=torch.float64)
+    ok, message = check._compare(got, expected, atol=1e-8)
+    # 0.0002 against a largest magnitude of 0.0005: 40%
+    assert not ok and "max abs difference 0.0002, that is 40% of the reference's largest magnitude (0.0005)" in message
+    ok, message = check._compare(torch.ones(1, 3, dtype=torch.float64), torch.zeros(1, 3, dtype=torch.float64), 1e-8)
+    assert not ok and "reference is 0 everywhere" in message
+
+
+def make_student_saliency(score="logit"):
+    def saliency(model, x, target):
+        x = x.clone().requires_grad_(True)
+        grad, = torch.autograd.grad(scored(model, x, score).gather(1, target[:, None]).sum(), x)
+        return grad.abs().amax(dim=1, keepdim=True)
+    return saliency
+
+
+def test_the_saliency_checker_names_a_loss_score(capsys):
+    assert check.check_saliency(make_student_saliency()).passed
+    capsys.readouterr()
+    report = check.check_saliency(make_student_saliency("probability"))
+    assert not report.passed and "not the softmax probability" in capsys.readouterr().out
+    report = check.check_saliency(make_student_saliency("loss"))
+    out = capsys.readouterr().out
+    assert report.results == [False, False, False] and out.count("not the cross-entropy loss") == 3, out
+
+
+@pytest.mark.parametrize("score", ["probability", "loss"])
+def test_the_smoothgrad_checker_names_a_wrong_score_at_sigma_0(score, capsys):
+    def smoothgrad(model, x, target, n_samples, sigma, seed):
+        inner = make_student_smoothgrad()
+        wrapped = lambda images: scored(model, images, score)  # noqa: E731
+        wrapped_model = type("Scored", (nn.Module,), {"forward": lambda self, images: wrapped(images)})()
+        return inner(wrapped_model, x, target, n_samples, sigma, seed)
+    report = check.check_smoothgrad(smoothgrad)
+    out = capsys.readouterr().out
+    assert report.results[:2] == [False, False], out
+    wanted = "not the softmax probability" if score == "probability" else "not the cross-entropy loss"
+    assert out.count(wanted) == 2, out
+
+
+def scored_model(model, score):
+    """model whose output is what the student scored (the same layers, so a hook still fires)."""
+    class Scored(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+
+        def forward(self, images):
+            return scored(self.inner, images, score)
+    return Scored()
+
+
+@pytest.mark.parametrize("score", ["probability", "loss"])
+def test_the_gradcam_and_ig_checkers_name_a_wrong_score(score, capsys):
+    wanted = "not the softmax probability" if score == "probability" else "not the cross-entropy loss"
+    gradcam = make_student_gradcam()
+    report = check.check_gradcam(lambda m, x, t, layer: gradcam(scored_model(m, score), x, t, layer))
+    out = capsys.readouterr().out
+    assert not any(report.results) and out.count(wanted) == 3, out
+    ig = make_student_ig()
+    report = check.check_integrated_gradients(lambda m, x, t, **k: ig(scored_model(m, score), x, t, **k))
+    out = capsys.readouterr().out
+    assert not any(report.results) and out.count(wanted) == 3, out
+
+
+def test_the_ascent_checker_names_the_log_probability(capsys):
+    def ascent(model, x, target, lr, l2):
+        model = copy.deepcopy(model).eval()
+        x = x.clone().requires_grad_(True)
+        objective = model(x).log_softmax(dim=1).gather(1, target[:, None])[:, 0] \
+            - l2 * (x - 0.5).pow(2).flatten(1).sum(1)
+        g, = torch.autograd.grad(objective.sum(), x)
+        return (x + lr * g / g.abs().flatten(1).mean(1).view(-1, 1, 1, 1)).clamp(0, 1).detach()
+    report = check.check_ascent_step(ascent)
+    out = capsys.readouterr().out
+    assert not any(report.results), out
+    # with l2 = 0 (case 2) the normalised step of p_c equals that of log p_c (grad p_c = p_c grad
+    # log p_c, and p_c cancels in g / mean|g|): either hint is right there
+    lines = out.splitlines()
+    assert "not the log-probability" in lines[0] and "not the log-probability" in lines[2], out
+    assert "not the softmax probability" in lines[1], out
+    # the error is measured against the reference's step (at most lr * max|g| / mean|g|), not the image
+    scales = [float(p) for p in re.findall(r"reference's largest magnitude \(([0-9.e+-]+)\)", out)]
+    steps = [(case.model, case) for case in check._ascent_cases()]
+    expected = [float((check._reference_ascent_step(m, c.x, c.target, **c.knobs) - c.x).abs().max())
+                for m, c in steps]
+    assert scales == pytest.approx(expected, rel=0.01), out

@@ -191,3 +191,25 @@ def test_composite_holds_two_pictures_side_by_side():
 def test_unknown_photo_lists_the_shipped_ones():
     with pytest.raises(ValueError, match="cat, coffee"):
         load_photo("elephant")
+
+
+def test_a_missing_relative_path_says_where_it_looked_and_how_to_reach_the_photos(tmp_path, monkeypatch):
+    """issue 18: load_image("cat.jpg") from a notebook's folder: the message names the folder it
+    looked in and the call that reaches the shipped photo."""
+    from gradviz_lab import data
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError) as caught:
+        load_image("cat.jpg")
+    message = str(caught.value)
+    assert "current working directory" in message and repr(str(tmp_path / "cat.jpg")) in message
+    assert "data.load_photo('cat')" in message and "data.photo_path('cat')" in message
+    assert data.photo_path("cat").is_file()  # what the message points to is there
+    with pytest.raises(FileNotFoundError) as caught:
+        load_image("holiday/beach.png")
+    message = str(caught.value)
+    assert repr(str(tmp_path / "holiday" / "beach.png")) in message
+    assert "data.photo_path(name)" in message and "cat_and_coffee" in message
+    with pytest.raises(FileNotFoundError) as caught:  # an absolute path: nothing about the cwd
+        load_image(str(tmp_path / "beach.png"))
+    assert "working directory" not in str(caught.value)

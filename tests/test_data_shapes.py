@@ -212,3 +212,14 @@ def test_tag_mask_by_hand():
 def test_tag_mask_rejects_a_size_the_mark_does_not_fit(size, error, match):
     with pytest.raises(error, match=match):
         tag_mask(size)
+
+
+def test_start_draws_the_same_images_as_a_longer_batch():
+    from gradviz_lab import data
+
+    whole = data.make_shapes(6, 11, objects=2, size=96)
+    part = data.make_shapes(2, 11, objects=2, size=96, start=3)
+    for field in ("images", "labels", "masks", "tagged"):
+        assert torch.equal(getattr(part, field), getattr(whole, field)[3:5]), field
+    with pytest.raises(ValueError, match="start must be a non-negative int"):
+        data.make_shapes(1, 11, start=-1)

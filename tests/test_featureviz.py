@@ -563,3 +563,9 @@ def test_activation_maximisation_dashboard_saves_the_image_for_slides(tmp_path, 
     np.testing.assert_array_equal(picture[::22, ::22], expected)
     with pytest.raises(ValueError, match="ending in .png"):
         dash.save_png(tmp_path / "x.jpg")
+
+
+def test_the_activation_maximisation_dashboard_shows_one_line_in_a_static_view() -> None:
+    dash = fv.activation_maximisation_dashboard(tiny_cnn(), ["a", "b", "c", "d"], (1, 10, 10), steps=2)
+    text = dash._repr_mimebundle_()["text/plain"]
+    assert text.startswith("class visualisation: run this cell in JupyterLab"), text

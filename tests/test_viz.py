@@ -352,3 +352,37 @@ def test_the_largest_png_is_bounded_before_drawing():
     assert viz.figure_to_png(fig, dpi=largest * 0.01)[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match=f"use dpi <= {largest}"):
         viz.figure_to_png(fig, dpi=largest + 1)
+
+
+@pytest.mark.parametrize("shape", [(32, 96), (96, 32), (40, 40)])
+def test_show_grid_fits_its_panels_to_non_square_images(shape):
+    """issue 18: each image and map fills its cell (no gaps above and below a wide image, none
+    beside a tall one) and every colorbar is exactly as tall as its map."""
+    import torch
+
+    images = torch.rand(2, 3, *shape)
+    maps = {"a": torch.rand(2, *shape), "b": torch.rand(2, *shape) - 0.5}
+    fig = viz.show_grid(images, maps, panel_inches=3.0)
+    fig.canvas.draw()  # applies each image's aspect: the axes shrink to the picture they show
+    width_in, height_in = fig.get_size_inches()
+    pictures = [ax for ax in fig.axes if ax.get_images() and ax.get_images()[0].get_array().shape[:2] == shape]
+    bars = [ax for ax in fig.axes if ax not in pictures]
+    assert len(pictures) == 6 and len(bars) == 4
+    height, width = shape
+    for ax in pictures:
+        drawn, cell = ax.get_position(original=False), ax.get_position(original=True)
+        assert drawn.width == pytest.approx(cell.width, rel=1e-3)  # nothing left empty in the cell
+        assert drawn.height == pytest.approx(cell.height, rel=1e-3)
+        # the longer side is panel_inches, the other follows the image's aspect ratio
+        assert max(drawn.width * width_in, drawn.height * height_in) == pytest.approx(3.0, rel=1e-3)
+        assert drawn.width * width_in / (drawn.height * height_in) == pytest.approx(width / height, rel=1e-3)
+    for bar in bars:  # each colorbar sits on its map's row, as tall as the map
+        box = bar.get_position()
+        assert any(box.y0 == pytest.approx(p.get_position().y0, abs=1e-6)
+                   and box.height == pytest.approx(p.get_position().height, rel=1e-3) for p in pictures)
+    # neighbouring panels 0.1 panel (the spacer) apart, rows 0.06 panel apart, whatever the shape
+    image_box, first_map = pictures[0].get_position(), fig.axes[2].get_position()
+    assert (first_map.x0 - image_box.x1) * width_in == pytest.approx(0.3, rel=0.02)
+    rows = sorted({round(p.get_position().y0, 6) for p in pictures})
+    top_of_lower = min(p.get_position().y1 for p in pictures if round(p.get_position().y0, 6) == rows[0])
+    assert (rows[1] - top_of_lower) * height_in == pytest.approx(0.18, rel=0.02)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -190,3 +192,35 @@ def test_installed_gradviz_lab_dry_run_prints_a_local_url_and_starts_nothing(ins
     output = _run([installed["gradviz"], "lab", "--dry-run", "my-course"], cwd=outside, env=installed["env"], timeout=60)
     assert "http://127.0.0.1:" in output and "token=" in output and "nothing started" in output
     assert not (outside / "my-course").exists()  # a dry run copies nothing either
+
+
+def _editable_build_stderr(project: Path, out: Path, env_extra: dict) -> str:
+    """stderr of setuptools' build_editable, as pip runs it for `pip install -e .`."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONWARNINGS"}
+    env.update(env_extra)
+    code = f"from setuptools import build_meta; build_meta.build_editable({str(out)!r})"
+    done = subprocess.run([sys.executable, "-c", code], cwd=project, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert list(out.glob("*.whl")), "no editable wheel was built"
+    return done.stderr
+
+
+def test_make_setup_hides_setuptools_editable_install_notice_and_only_it(tmp_path):
+    """issue 18: every `make setup` printed setuptools' "Editable installation ... please be
+    careful" notice. The Makefile's filter must silence it (and the notice must exist without it,
+    or this test proves nothing)."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    (setting,) = re.findall(r'^QUIET_EDITABLE := PYTHONWARNINGS="([^"]+)"$', makefile, flags=re.M)
+    installs = [line for line in makefile.splitlines() if "pip install" in line and " -e " in line]
+    assert installs and all(line.strip().startswith("$(QUIET_EDITABLE) ") for line in installs), installs
+    assert setting == "ignore:Editable installation"  # a message filter: no other warning is hidden
+    project = tmp_path / "project"  # a copy: the build writes build/ and *.egg-info next to the code
+    shutil.copytree(ROOT, project, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache", "figures", "lab-models"))
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "quiet").mkdir()
+    plain = _editable_build_stderr(project, tmp_path / "plain", {})
+    assert "Editable installation" in plain, plain[-2000:]
+    quiet = _editable_build_stderr(project, tmp_path / "quiet", {"PYTHONWARNINGS": setting})
+    assert "Editable installation" not in quiet, quiet[-2000:]

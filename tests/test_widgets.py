@@ -446,29 +446,68 @@ def test_the_softplus_lab_model_says_the_relu_rules_do_not_apply():
 
 
 # ---------------------------------------------------------------- the lab model
-def test_gradcam_of_the_shapes_model_follows_the_class_on_two_object_images():
-    from gradviz_lab import data, models
+@pytest.mark.parametrize("gallery_name", ["shapes", "shapes-tagged", "shapes-softplus"])
+def test_the_pointing_game_holds_on_every_two_object_image_of_the_gallery(gallery_name):
+    """issue 18: on each two-object image the Grad-CAM dashboard shows, the model's top two classes
+    are the two objects' classes, and each class's map (the dashboard's own, at its default layer)
+    has its maximum on that object's mask."""
+    from gradviz_lab import models
+    from gradviz_lab.evaluate import pointing_game
 
-    if not models.lab_weights_path("shapes").is_file():
-        pytest.skip("shapes lab weights not trained yet (gradviz train shapes)")
-    dash = gradcam_dashboard()  # the default: the shapes model and its gallery
+    if not models.lab_weights_path(gallery_name).is_file():
+        pytest.skip(f"{gallery_name} lab weights not trained yet (gradviz train {gallery_name})")
+    dash = gradcam_dashboard(gallery_name=gallery_name)
     assert dash.last_error is None
     pairs = [i for i, name in enumerate(dash.image_names) if " + " in name]
-    assert len(pairs) == 3  # the gallery ends with three two-object images
-    masks = data.make_shapes(3, recipes.GALLERY_SEED, objects=2).masks.numpy()
-    own, other = [], []  # share of each class's map on its own object, on the other object
-    for mask, i in zip(masks, pairs):
+    truth = recipes.gallery_pairs()
+    assert len(pairs) == len(truth.images) == 3
+    for i, image, labels, masks in zip(pairs, truth.images, truth.labels, truth.masks):
+        assert torch.equal(dash.images[i].cpu(), image)
+        names = [dash.class_names[c] for c in labels.tolist()]
+        assert dash.image_names[i] == " + ".join(names)
+        with torch.no_grad():
+            top_two = dash.model(image[None]).topk(2).indices[0].tolist()
+        assert set(top_two) == set(labels.tolist()), (gallery_name, i, names, top_two)
         cams = []
-        for k, name in enumerate(dash.image_names[i].split(" + ")):
-            dash.set(image=i, target=dash.class_names.index(name))
+        for k, c in enumerate(labels.tolist()):
+            dash.set(image=i, target=c)
             assert dash.last_error is None
             cams.append(dash.last_map.copy())
-            total = max(float(cams[-1].sum()), 1e-12)
-            own.append(cams[-1][mask[k]].sum() / total)
-            other.append(cams[-1][mask[1 - k]].sum() / total)
+            hit = pointing_game(torch.from_numpy(cams[-1])[None], masks[k][None])
+            assert float(hit) == 1.0, (gallery_name, dash.image_names[i], names[k])
         assert not np.allclose(cams[0], cams[1])  # another class, another map
-    # on average, a class's map lies more on its own object than on the other one
-    assert np.mean(own) > 2 * np.mean(other), (own, other)
+
+
+def test_the_gallery_pairs_are_the_ones_the_documented_rule_chooses():
+    """GALLERY_PAIRS is not a hand-picked list: it is what choose_gallery_pairs() returns."""
+    from gradviz_lab import models
+
+    if not all(models.lab_weights_path(n).is_file() for n in ("shapes", "shapes-tagged", "shapes-softplus")):
+        pytest.skip("shapes lab weights not trained yet")
+    assert recipes.choose_gallery_pairs() == recipes.GALLERY_PAIRS
+
+
+def test_a_pair_crop_keeps_both_objects_whole_at_their_drawn_size():
+    from gradviz_lab import data
+
+    kept = 0
+    for index in range(30):
+        drawn = data.make_shapes(1, recipes.GALLERY_SEED, objects=2, size=recipes.PAIR_CANVAS, start=index)
+        pair = recipes.pair_crop(index)
+        both = drawn.masks[0].any(dim=0)
+        rows, cols = both.any(dim=1).nonzero().flatten(), both.any(dim=0).nonzero().flatten()
+        fits = rows[-1] - rows[0] < 64 and cols[-1] - cols[0] < 64
+        assert (pair is not None) == bool(fits), index
+        if pair is None:
+            continue
+        kept += 1
+        assert pair.images.shape == (1, 3, 64, 64) and pair.masks.shape == (1, 2, 64, 64)
+        # every pixel of each object is inside the window, and the image is the drawing's pixels
+        assert torch.equal(pair.masks.flatten(2).sum(2), drawn.masks.flatten(2).sum(2))
+        assert torch.equal(pair.labels, drawn.labels)
+        found = (drawn.images[0].unfold(1, 64, 1).unfold(2, 64, 1) == pair.images[0][:, None, None]).flatten(3).all(3).all(0)
+        assert found.any()
+    assert kept > 0
 
 
 @pytest.mark.parametrize("name", list(DASHBOARDS))
@@ -612,3 +651,41 @@ def test_the_save_button_never_replaces_a_file_it_did_not_write(tmp_path, monkey
     with pytest.raises(FileExistsError, match="overwrite=True"):
         dash.save_png(mine)
     assert dash.save_png(mine, overwrite=True) == mine and mine.read_bytes().startswith(PNG_SIGNATURE)
+
+
+# ---------------------------------------------------------------- a static view (issue 18)
+@pytest.mark.parametrize("name", list(DASHBOARDS))
+def test_a_static_view_shows_one_line_saying_how_to_see_the_dashboard(name):
+    """Where no kernel runs (a lesson not yet run, a file viewer) only text/plain is drawn: one
+    line, not ipywidgets' repr of every child; a live kernel still gets the widget view."""
+    dash = DASHBOARDS[name](tiny_cnn(), tiny_images(), CLASSES)
+    bundle = dash._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == dash.model_id
+    assert bundle["text/plain"] == (f"{type(dash).__name__}: run this cell in JupyterLab to see the "
+                                    "dashboard (a static view shows no widgets).")
+
+
+def test_the_lessons_stored_dashboards_show_that_line_in_a_static_view():
+    import json
+    from pathlib import Path
+
+    shown = 0
+    for path in sorted(Path(__file__).parents[1].glob("notebooks/*.ipynb")):
+        for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+            for output in cell.get("outputs", []):
+                data = output.get("data", {})
+                if "application/vnd.jupyter.widget-view+json" in data:
+                    shown += 1
+                    text = "".join(data["text/plain"])
+                    assert "run this cell in JupyterLab to see the dashboard" in text, (path.name, text)
+    assert shown >= 9  # one dashboard per lesson at least
+
+
+@pytest.mark.parametrize("name", list(DASHBOARDS))
+def test_no_control_label_is_cut(name):
+    """JupyterLab gives a description 80 px (about 10 characters) unless its style widens it:
+    the deletion dashboard's "removed pixels" showed as "removed ..." (issue 18)."""
+    dash = DASHBOARDS[name](tiny_cnn(), tiny_images(), CLASSES)
+    for key, control in dash.controls.items():
+        if len(control.description) > 10:
+            assert control.style.description_width == "initial", (name, key, control.description)

@@ -13,6 +13,7 @@ from .._checks import (
     check_target_type,
     class_indices,
     fixed_target,
+    named_target,
     requested_classes,
     target_scores,
 )
@@ -38,7 +39,7 @@ def score_gradient(
     with gradients_on():
         x = x.detach().clone().requires_grad_(True)  # an ordinary leaf (x may be an inference tensor)
         output = run_model(model, x)
-        scores = target_scores(output, resolved_target(output, target))
+        scores = target_scores(output, resolved_target(output, named_target(model, target)))
         grad = gradient_of(scores, x, "the input")
     return finite_map(grad, "gradient"), scores.detach()
 
@@ -80,6 +81,7 @@ def target_per_image(model: nn.Module, x: torch.Tensor, target: Target) -> torch
     """What every noisy copy / path point of image b is scored by, fixed on the clean image:
     None costs one forward pass (the predicted classes); ints become a (B,) tensor whose range
     the first batch of copies checks against the logits; a callable is kept as is."""
+    target = named_target(model, target)
     check_target_type(target)
     if target is None:
         return fixed_target(model, x, None)

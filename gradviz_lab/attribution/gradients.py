@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from .. import hooks
-from .._checks import Target, check_choice, check_images, resolve_layer, target_scores
+from .._checks import Target, check_choice, check_images, named_target, resolve_layer, target_scores
 from .._forward import run_model
 from ._common import finite_map, gradient_of, gradients_on, resolved_target, score_gradient
 
@@ -65,6 +65,6 @@ def layer_gradients(
                 "choose a layer that runs exactly once"
             )
         (activations,) = record.outputs
-        scores = target_scores(output, resolved_target(output, target))
+        scores = target_scores(output, resolved_target(output, named_target(model, target)))
         grad = gradient_of(scores, activations, f"layer {name!r}")
     return activations.detach(), finite_map(grad, f"layer {name!r} gradient")

@@ -39,6 +39,7 @@ from .. import hooks, viz
 from .._checks import check_flag
 from .._forward import run_model
 from ..attribution import window_starts
+from ..threads import lab_threads
 from .recipes import (
     METHODS,
     Explanation,
@@ -167,7 +168,24 @@ def _checked_images(images: torch.Tensor) -> torch.Tensor:
     return images
 
 
-class Dashboard(widgets.VBox):
+def static_view_line(name: str) -> str:
+    """What a dashboard shows where no kernel runs: a notebook not yet run, a file viewer."""
+    return f"{name}: run this cell in JupyterLab to see the dashboard (a static view shows no widgets)."
+
+
+class DashboardBox(widgets.VBox):
+    """A VBox whose plain-text form, the only part of it a static view can show, is one line
+    saying how to see it, instead of ipywidgets' raw Python repr of every child widget."""
+
+    static_name = "dashboard"
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = super()._repr_mimebundle_(**kwargs)  # the widget view, for a live kernel
+        bundle["text/plain"] = static_view_line(self.static_name)
+        return bundle
+
+
+class Dashboard(DashboardBox):
     """Base class: subclasses set ``heading``, add knobs in ``make_knobs`` and say what to show
     in ``explanations(index, target)``; everything else (drawing, caching, errors) is here."""
 
@@ -187,6 +205,7 @@ class Dashboard(widgets.VBox):
         gallery_name: str = "shapes",
     ) -> None:
         super().__init__()
+        self.static_name = type(self).__name__
         self._load(model, images, class_names, image_names, gallery_name)
         self.cache = LRUCache(maxsize=128)  # (method, image, target, knobs) -> Explanation
         self.predictions = LRUCache(maxsize=1024)  # image index -> class probabilities
@@ -387,10 +406,11 @@ class Dashboard(widgets.VBox):
         """Recompute (or fetch from the cache) and redraw; an error is shown, never raised."""
         start = time.perf_counter()
         try:
-            self.on_knobs_changed()
-            index = int(self.image.value)
-            explanations = self.explanations(index, self.target_class(index))
-            self.draw(index, explanations)
+            with lab_threads(self.model):  # one thread for a lab model: see gradviz_lab.threads
+                self.on_knobs_changed()
+                index = int(self.image.value)
+                explanations = self.explanations(index, self.target_class(index))
+                self.draw(index, explanations)
             self.error.value = ""
             self.last_error = None
         except Exception as error:  # a callback must not die silently: show it in the dashboard

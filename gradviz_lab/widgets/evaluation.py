@@ -139,7 +139,7 @@ class DeletionDashboard(Dashboard):
                 options=list(METHOD_KNOBS), value="gradcam", description="map"
             ),
             "fill": widgets.Dropdown(
-                options=list(FILLS), value="black", description="removed pixels"
+                options=list(FILLS), value="black", description="removed pixels", style=WIDE
             ),
             "fraction": widgets.FloatSlider(
                 value=0.25,
