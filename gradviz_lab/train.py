@@ -40,6 +40,7 @@ from . import attacks, hooks
 from .attribution.integrated import make_baseline
 from .data import SHAPE_CLASSES, TAGGED_CLASS, load_digits, make_shapes
 from .models import LAB_MODELS, ShapesCNN, build_lab_model, lab_weights_path
+from .threads import lab_threads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,14 +239,13 @@ def evaluate_robustness(model: nn.Module) -> dict:
 def deterministic(threads: int) -> Iterator[None]:
     """Deterministic kernels and a fixed thread count (a CPU sum split over a different number of
     threads rounds differently), restored afterwards."""
-    previous = (torch.are_deterministic_algorithms_enabled(), torch.get_num_threads())
+    previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(threads)
     try:
-        yield
+        with lab_threads(threads=threads):
+            yield
     finally:
-        torch.use_deterministic_algorithms(previous[0])
-        torch.set_num_threads(previous[1])
+        torch.use_deterministic_algorithms(previous)
 
 
 def model_to_train(name: str, recipe: Recipe) -> nn.Module:
