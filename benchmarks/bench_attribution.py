@@ -23,6 +23,10 @@ busy (a CPU), the loop cannot be beaten by 10x; where it does not (a GPU), it ca
         its best perturbations_per_eval (VGG16 and AlexNet, random weights, 224x224, window 32,
         stride 8), then guided backprop against Captum's and gradcam(layer=None) against the
         call with the layer given (ResNet-18 and VGG16). Goals: >= 4x; >= 1.0x; within 10%.
+        Between them, the approximate mode (OcclusionApproximation: a cap on each layer's
+        recomputed region, a coarse-to-fine drill-down) against the exact map on the lab models
+        (digits, shapes, trained) and VGG16/AlexNet (a photo): speed-up, SSIM, top-10% overlap.
+        --models digits,shapes,vgg16,alexnet and --parts exact,approximate,parity pick.
 Runs on CUDA when available (then with the lecture's 32x32 / stride 2 occlusion on VGG16).
 """
 
@@ -40,7 +44,9 @@ import torch
 import torchvision
 from torch import nn
 
+from gradviz_lab import models
 from gradviz_lab.attribution import (
+    OcclusionApproximation,
     gradcam,
     guided_backprop,
     integrated_gradients,
@@ -49,6 +55,8 @@ from gradviz_lab.attribution import (
     smoothgrad,
 )
 from gradviz_lab.attribution.cam import default_cam_layer
+from gradviz_lab.data import load_digits, load_photo, make_shapes
+from gradviz_lab.evaluate.similarity import ssim
 
 try:
     from captum.attr import GuidedBackprop, IntegratedGradients, NoiseTunnel, Occlusion, Saliency
@@ -267,13 +275,14 @@ def side_by_side(title: str, candidates: dict[str, Callable], device, repeats: i
 
 
 def fast_occlusion(device: torch.device, quick: bool,
-                   names: tuple[str, ...] = ("vgg16", "alexnet")) -> list[str]:
-    """Incremental vs full batched vs Captum (best perturbations_per_eval), VGG16 and AlexNet."""
+                   names: tuple[str, ...] = ("vgg16", "alexnet")) -> tuple[list[str], dict]:
+    """Incremental vs full batched vs Captum (best perturbations_per_eval), VGG16 and AlexNet.
+    Returns the summary lines and each model's times (label -> seconds)."""
     size, window, stride = (64, 16, 16) if quick else (224, 32, 8)
-    summary = []
+    summary, all_times = [], {}
     for name in names:
         model = torchvision_net(name).to(device)
-        x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1)).to(device)
+        x = load_photo("cat", (size, size)).unsqueeze(0).to(device)  # the approximation's image too
         c = int(model(x).argmax())
         occlusion(model, x, c, window=size, stride=size)  # warm-up (allocator, kernels)
         occlusion(model, x, c, window=size, stride=size, incremental=False)
@@ -292,6 +301,7 @@ def fast_occlusion(device: torch.device, quick: bool,
                         x, sliding_window_shapes=(3, window, window), strides=(3, stride, stride),
                         baselines=0.0, target=c, perturbations_per_eval=b)[:, :1])
         times = side_by_side(f"occlusion, {name}", candidates, device, repeats=1)
+        all_times[name] = times
         t_inc = times["gradviz incremental (auto batch)"]
         summary.append(f"  {name}: incremental {times['gradviz full batched (auto batch)'] / t_inc:.1f}x"
                        " faster than gradviz full batched (goal >= 4x)")
@@ -299,6 +309,74 @@ def fast_occlusion(device: torch.device, quick: bool,
         if captum:
             summary.append(f"  {name}: incremental {min(captum) / t_inc:.1f}x faster than Captum at "
                            "its best perturbations_per_eval (goal >= 4x)")
+    return summary, all_times
+
+
+# The approximate mode's settings measured (issue 23): the cap alone, the drill-down alone, both.
+APPROXIMATIONS = {
+    "cap 0.5": OcclusionApproximation(cap=0.5),
+    "cap 0.3": OcclusionApproximation(cap=0.3),
+    "drill-down coarse 2, refine 0.25": OcclusionApproximation(coarse=2, refine=0.25),
+    "drill-down coarse 3, refine 0.1": OcclusionApproximation(coarse=3, refine=0.1),
+    "cap 0.5 + drill-down 2 / 0.25": OcclusionApproximation(cap=0.5, coarse=2, refine=0.25),
+}
+
+
+def top_overlap(approx: torch.Tensor, exact: torch.Tensor, share: float = 0.1) -> float:
+    """Share of the exact map's top pixels (the largest drops, ``share`` of them) that are also
+    among the approximate map's top pixels: 1 = the same most important pixels."""
+    k = max(1, int(share * exact[0].numel()))
+    top_exact = set(exact.flatten().topk(k).indices.tolist())
+    top_approx = set(approx.flatten().topk(k).indices.tolist())
+    return len(top_exact & top_approx) / k
+
+
+def approximation_inputs(name: str, device: torch.device, quick: bool):
+    """(model, one image, occlusion settings) of the approximation measurement: the trained lab
+    models on one of their images, torchvision networks (random weights) on a shipped photo."""
+    if name == "digits":
+        images, _ = load_digits("test")
+        return models.load_lab_model(name), images[:1], dict(window=6, stride=2)
+    if name == "shapes":
+        return models.load_lab_model(name), make_shapes(1, 0).images, dict(window=12, stride=2)
+    size, window, stride = (64, 16, 16) if quick else (224, 32, 8)
+    return (torchvision_net(name), load_photo("cat", (size, size)).unsqueeze(0),
+            dict(window=window, stride=stride))
+
+
+def approximations(device: torch.device, quick: bool, names: tuple[str, ...],
+                   times: dict[str, dict[str, float]]) -> list[str]:
+    """Each approximate setting's time against the exact incremental map (speed-up) and its
+    error: SSIM of the signed maps, overlap of the top 10% pixels, max |diff| / max |exact|.
+    times: the full batched time per model, when the fast-occlusion suite measured it."""
+    summary = []
+    for name in names:
+        model, x, knobs = approximation_inputs(name, device, quick)
+        model, x = model.to(device), x.to(device)
+        c = int(model(x).argmax())
+        occlusion(model, x, c, window=x.shape[-1], stride=x.shape[-1])  # warm-up
+        candidates = {"exact incremental": lambda: occlusion(model, x, c, **knobs)}
+        for label, approx in APPROXIMATIONS.items():
+            candidates[label] = lambda approx=approx: occlusion(model, x, c, **knobs,
+                                                                approximate=approx)
+        results = timed_rounds(candidates, device, repeats=1 if name in ("vgg16",) else 5)
+        t_exact, exact = results["exact incremental"]
+        print(f"\napproximate occlusion, {name} ({tuple(x.shape[-2:])}, window {knobs['window']}, "
+              f"stride {knobs['stride']}; random weights: {name not in ('digits', 'shapes')})")
+        print(f"  {'setting':<36} {'time':>8} {'vs exact':>9} {'vs full':>8} {'SSIM':>6} "
+              f"{'top10%':>7} {'max|diff|':>9}")
+        full = times.get(name, {}).get("gradviz full batched (auto batch)")
+        for label, (seconds, maps) in results.items():
+            ssim_value = float(ssim(maps, exact, absolute=False)[0])
+            overlap = top_overlap(maps, exact)
+            rel = float((maps - exact).abs().max() / exact.abs().max())
+            vs_full = f"{full / seconds:7.1f}x" if full else "      -"
+            print(f"  {label:<36} {seconds:7.3f}s {t_exact / seconds:8.1f}x {vs_full} "
+                  f"{ssim_value:6.3f} {overlap:7.2f} {rel:9.1e}", flush=True)
+            if label != "exact incremental":
+                summary.append(f"  {name}: {label}: {t_exact / seconds:.1f}x faster than exact "
+                               f"incremental{f' ({full / seconds:.1f}x than full batched)' if full else ''}"
+                               f", SSIM {ssim_value:.3f}, top-10% overlap {overlap:.2f}")
     return summary
 
 
@@ -329,10 +407,18 @@ def parity(device: torch.device, quick: bool) -> list[str]:
     return summary
 
 
+FAST_OCCLUSION_MODELS = ("digits", "shapes", "vgg16", "alexnet")
+FAST_OCCLUSION_PARTS = ("exact", "approximate", "parity")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny settings, a smoke run")
-    parser.add_argument("--models", default="small,vgg16", help="comma-separated: small,vgg16")
+    parser.add_argument("--models", default=None,
+                        help="comma-separated; methods suite: small,vgg16 (the default); "
+                             f"fast-occlusion: from {','.join(FAST_OCCLUSION_MODELS)} (all)")
+    parser.add_argument("--parts", default=",".join(FAST_OCCLUSION_PARTS),
+                        help="fast-occlusion suite: which parts, comma-separated")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--suite", default="methods", choices=("methods", "fast-occlusion"),
                         help="methods: batching vs loops vs Captum; fast-occlusion: issue 23")
@@ -346,14 +432,25 @@ def main() -> int:
              f", {torch.get_num_threads()} threads, {os.cpu_count()} cores, load {load:.1f}")
           + ("" if Occlusion else "; captum not installed (pip install -e '.[bench]')"))
     if args.suite == "fast-occlusion":
-        names = tuple(n for n in args.models.split(",") if n in ("vgg16", "alexnet"))
-        summary = fast_occlusion(device, args.quick, names or ("vgg16", "alexnet"))
-        summary += parity(device, args.quick)
+        names = tuple(args.models.split(",")) if args.models else FAST_OCCLUSION_MODELS
+        unknown = set(names) - set(FAST_OCCLUSION_MODELS)
+        parts = tuple(args.parts.split(","))
+        if unknown or set(parts) - set(FAST_OCCLUSION_PARTS):
+            parser.error(f"fast-occlusion: --models from {FAST_OCCLUSION_MODELS}, --parts from "
+                         f"{FAST_OCCLUSION_PARTS}")
+        summary, times = [], {}
+        if "exact" in parts:
+            summary, times = fast_occlusion(device, args.quick,
+                                            tuple(n for n in names if n in ("vgg16", "alexnet")))
+        if "approximate" in parts:
+            summary += approximations(device, args.quick, names, times)
+        if "parity" in parts:
+            summary += parity(device, args.quick)
         print("\nsummary\n" + "\n".join(summary))
         return 0
     summary = []
     builders = {"small": small_cnn, "vgg16": vgg16}
-    for name in args.models.split(","):
+    for name in (args.models or "small,vgg16").split(","):
         rows = run(name, builders[name](), device, args.quick)
         loop_ratio = rows["occlusion"][1][2]
         summary.append(f"  {name}: occlusion {loop_ratio:.1f}x faster than the per-position loop"

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import torch
 
+from .approximate import OcclusionApproximation
 from .cam import cam_layers, default_cam_layer, gradcam, guided_gradcam
 from .gradients import input_gradient, layer_gradients, saliency
 from .integrated import integrated_gradients
@@ -56,6 +57,7 @@ __all__ = [
     "window_starts",
     "occlusion_path",
     "OcclusionPath",
+    "OcclusionApproximation",
     "deconvnet",
     "guided_backprop",
     "gradcam",

@@ -35,6 +35,7 @@ dropout in train mode) falls back to full recomputation; ``occlusion_path`` says
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -306,15 +307,25 @@ class BoxPlan:
 
 
 def plan_axis(starts: torch.Tensor, window: int, axes: list[Axis | None],
-              sizes: list[int]) -> list[BoxPlan]:
+              sizes: list[int], cap: float = 1.0) -> list[BoxPlan]:
     """For windows [start, start + window) of the input, the box of each layer's output along
-    one axis: the changed region's projection through the layers, as a fixed-size box."""
+    one axis: the changed region's projection through the layers, as a fixed-size box.
+
+    cap < 1 (approximate, see ``approximate.py``): a sliding-window layer's box holds at most
+    ceil(cap * size) rows, centred on the changed region; the region is cut to the box (the rows
+    cut off keep their clean values) before it is projected to the next layer. A cap at least as
+    large as every region changes nothing."""
     first, stop = starts.clone(), starts + window
     plans = []
     for axis, size in zip(axes, sizes):
         if axis is not None:
             first, stop = axis.changed_outputs(first, stop, size)
         n = int((stop - first).max().clamp(min=1).clamp(max=size))
+        if axis is not None and n > math.ceil(cap * size):
+            n = math.ceil(cap * size)
+            centred = first + ((stop - first - n).clamp(min=0) // 2)
+            box_first = centred.clamp(max=size - n)
+            first, stop = torch.maximum(first, box_first), torch.minimum(stop, box_first + n)
         plans.append(BoxPlan(n, first.clamp(max=size - n)))
     return plans
 
@@ -327,12 +338,13 @@ class IncrementalOcclusion:
 
     Made once per ``occlusion`` call: it runs the chain on the clean images (keeping the input
     of each sliding-window layer and the chain's output) and plans the boxes of every layer for
-    every window position; ``scores_before_target(images, row, col)`` then returns the model's
-    output for the copies of x[images] occluded at window (row, col).
+    every window position; ``outputs(images, row, col)`` then returns the model's output for
+    the copies of x[images] occluded at window (row, col). cap < 1: approximate (``plan_axis``).
     """
 
     def __init__(self, chain: Chain, x: torch.Tensor, fill: torch.Tensor,
-                 window: tuple[int, int], row_starts: torch.Tensor, col_starts: torch.Tensor):
+                 window: tuple[int, int], row_starts: torch.Tensor, col_starts: torch.Tensor,
+                 cap: float = 1.0):
         self.chain, self.fill, self.window = chain, fill, window
         self.row_starts, self.col_starts = row_starts.to(x.device), col_starts.to(x.device)
         self.clean_inputs: list[torch.Tensor | None] = []
@@ -344,8 +356,10 @@ class IncrementalOcclusion:
             sizes_r.append(value.shape[-2])
             sizes_c.append(value.shape[-1])
         self.clean_output = value
-        self.row_plans = plan_axis(row_starts, window[0], [s.rows for s in chain.steps], sizes_r)
-        self.col_plans = plan_axis(col_starts, window[1], [s.cols for s in chain.steps], sizes_c)
+        self.row_plans = plan_axis(row_starts, window[0], [s.rows for s in chain.steps], sizes_r,
+                                   cap)
+        self.col_plans = plan_axis(col_starts, window[1], [s.cols for s in chain.steps], sizes_c,
+                                   cap)
         self.row_plans = [BoxPlan(p.size, p.first.to(x.device)) for p in self.row_plans]
         self.col_plans = [BoxPlan(p.size, p.first.to(x.device)) for p in self.col_plans]
 

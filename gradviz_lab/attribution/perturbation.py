@@ -20,6 +20,7 @@ from .._checks import (
 )
 from .._forward import checked_output, run_model
 from ._common import chunks, copies_of, finite_map, pick
+from .approximate import OcclusionApproximation, check_approximation, drill_down_chunks
 from .incremental import IncrementalOcclusion, NotAChain, trace_chain
 
 # Memory one batch of occluded copies may fill while a layer runs: about the size of a CPU's
@@ -71,6 +72,7 @@ def occlusion(
     batch_size: int | None = None,
     per_position: bool = False,
     incremental: bool = True,
+    approximate: OcclusionApproximation | None = None,
 ) -> torch.Tensor:
     """How much the target score drops when a window of the image is replaced by the baseline.
 
@@ -91,6 +93,11 @@ def occlusion(
     (ResNet, ...) are recomputed in full. ``occlusion_path(model)`` says which path runs and why.
     batch_size=None picks the number of copies per batch from the model's layer sizes and the
     device (``auto_batch_size``).
+
+    approximate=None (the default) computes the exact map; an ``OcclusionApproximation(cap=...,
+    coarse=..., refine=...)`` trades accuracy for speed: a cap on the region each layer
+    recomputes, and a coarse-to-fine drill-down over the window positions
+    (``gradviz_lab.attribution.approximate``).
     """
     check_images(model, x)
     (h, w), (sh, sw) = check_pair(window, "window"), check_pair(stride, "stride")
@@ -108,12 +115,13 @@ def occlusion(
     batch, n_positions = len(x), len(rows) * len(cols)
     if batch_size is not None:
         check_batch_memory(batch * n_positions, x, batch_size, "occluded copies")
-    chain = None
+    chain, why_full = None, "incremental=False"
     if incremental:
         try:
             chain = trace_chain(model)
-        except NotAChain:
-            chain = None  # occlusion_path(model) says why
+        except NotAChain as why:
+            chain, why_full = None, str(why)  # occlusion_path(model) says it too
+    approximate = check_approximation(approximate, None if chain is not None else why_full)
     # made outside inference mode: an ordinary tensor, that callers may later change in place
     drops = torch.empty(batch * n_positions, dtype=x.dtype, device=x.device)
     with hooks.preserved_state(model), torch.inference_mode():
@@ -121,14 +129,18 @@ def occlusion(
             target, clean = fixed_target_and_scores(model, x, target)
         if chain is not None:
             engine = IncrementalOcclusion(chain, x, fill, (h, w), window_starts(height, h, sh),
-                                          window_starts(width, w, sw))
+                                          window_starts(width, w, sw),
+                                          cap=approximate.cap if approximate else 1.0)
             per_copy = engine.values_per_position()
         else:
             per_copy = 2 * max((s[1:].numel() for _, s in shapes if len(s) > 1), default=1)
         if batch_size is None:
             batch_size = auto_batch_size(per_copy, x)
             check_batch_memory(batch * n_positions, x, batch_size, "occluded copies")
-        for chunk in chunks(batch * n_positions, batch_size):  # item = (image, position)
+        items = chunks(batch * n_positions, batch_size)  # item = (image, position)
+        if approximate is not None and approximate.drills_down:
+            items = drill_down_chunks(approximate, drops, batch, len(rows), len(cols), batch_size)
+        for chunk in items:
             chunk = chunk.to(x.device)
             images, position = chunk // n_positions, chunk % n_positions
             row, col = position // len(cols), position % len(cols)
