@@ -354,3 +354,24 @@ def test_a_forward_pass_that_raises_leaves_no_function_mode_behind():
     with pytest.raises(RuntimeError, match="boom"):
         guided_backprop(seeded(Raising(), 13), torch.rand(1, 1, 8, 8))
     assert torch._C._len_torch_function_stack() == stack
+
+
+class Viewing(nn.Module):
+    """A classifier that flattens with .view, which needs a contiguous tensor (the engine's boxes
+    are channels last in memory)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 5, 3, stride=2)
+        self.fc = nn.Linear(5 * 7 * 7, 3)
+
+    def forward(self, x):
+        y = self.conv2(torch.relu(self.conv1(x)))
+        return self.fc(y.view(y.size(0), -1))
+
+
+def test_a_model_that_views_the_chain_output_works():
+    model = seeded(Viewing(), 14)
+    assert occlusion_path(model).incremental
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(15), dtype=torch.float64)
+    assert_same_drops(model, x, (5, 3), 2, target=[0, 2])
