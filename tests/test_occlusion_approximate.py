@@ -11,7 +11,6 @@ hand elsewhere.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 
 import pytest
 import torch
@@ -21,7 +20,7 @@ from gradviz_lab import models
 from gradviz_lab.attribution import OcclusionApproximation, occlusion, window_starts
 from gradviz_lab.attribution.approximate import coarse_indices, interpolation_matrix
 from gradviz_lab.attribution.incremental import changed_regions
-from test_occlusion_incremental import geometry_net, imagenet, seeded, state
+from test_occlusion_incremental import geometry_net, imagenet, state
 
 F64_BOUND = 16 * torch.finfo(torch.float64).eps  # as in test_occlusion_incremental
 
