@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import hooks
@@ -20,6 +19,7 @@ from .._checks import (
     target_scores,
 )
 from .._forward import run_model
+from ..blur import gaussian_blur
 from ._common import chunks, copies_of, finite_map, pick, score_gradient, target_per_image
 
 RULES = ("gauss-legendre", "trapezoid", "riemann")
@@ -53,15 +53,9 @@ def path_points(steps: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def blurred(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """x blurred by a Gaussian of std ``sigma`` pixels (separable, edges replicated)."""
-    radius = max(1, int(3 * sigma + 0.5))
-    offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    channels = x.shape[1]
-    padded = F.pad(x, (radius, radius, radius, radius), mode="replicate")
-    rows = F.conv2d(padded, kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
-    return F.conv2d(rows, kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
+    """x blurred by a Gaussian of std ``sigma`` pixels (separable, edges replicated, radius
+    round(3 sigma)): ``gradviz_lab.blur.gaussian_blur``, the kit's one blur."""
+    return gaussian_blur(x, sigma, edges="replicate", radius=max(1, int(3 * sigma + 0.5)))
 
 
 def make_baseline(x: torch.Tensor, baseline: str | float | torch.Tensor) -> torch.Tensor:
