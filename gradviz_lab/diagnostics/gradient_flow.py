@@ -14,6 +14,7 @@ from torch import nn
 
 from .. import hooks
 from .._checks import check_choice, check_finite, check_model, check_number, check_positive_int
+from ..training_loop import train_batches
 
 STATISTICS = ("mean_abs", "max_abs", "norm")
 
@@ -165,18 +166,6 @@ class TrainingRun:
     flow: GradientFlow
 
 
-@contextmanager
-def _train_mode(model: nn.Module) -> Iterator[None]:
-    """model.train() inside the block; every module's own flag restored afterwards."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.train()
-    try:
-        yield
-    finally:
-        for module, flag in flags:
-            module.training = flag
-
-
 def _batches(n: int, batch_size: int, steps: int, seed: int) -> Iterator[torch.Tensor]:
     """``steps`` index batches drawn from seeded random permutations of range(n)."""
     generator = torch.Generator().manual_seed(seed)
@@ -216,15 +205,7 @@ def train_steps(
         lr=check_number(lr, "lr", 0.0),
         momentum=check_number(momentum, "momentum", 0.0),
     )
-    losses: list[float] = []
-    with _train_mode(model), torch.enable_grad(), record_gradient_flow(model, weights_only) as flow:
-        try:
-            for index in _batches(len(images), batch_size, steps, seed):
-                optimizer.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(model(images[index]), labels[index])
-                loss.backward()
-                optimizer.step()
-                losses.append(loss.item())
-        finally:
-            optimizer.zero_grad(set_to_none=True)
+    with record_gradient_flow(model, weights_only) as flow:
+        batches = ((images[i], labels[i]) for i in _batches(len(images), batch_size, steps, seed))
+        losses = train_batches(model, batches, optimizer)
     return TrainingRun(losses, flow)

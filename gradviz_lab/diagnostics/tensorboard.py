@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import hooks
 from .._checks import check_model, check_number, check_positive_int
-from .gradient_flow import _check_batch, _recorded_parameters, _train_mode
+from ..evaluate.report import accuracy
+from ..training_loop import train_batches
+from .gradient_flow import _check_batch, _recorded_parameters
 
 
 TENSORBOARD_MISSING = (
@@ -90,18 +91,6 @@ def log_saliency_images(
     return pictures
 
 
-def _accuracy(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 512
-) -> float:
-    with hooks.preserved_state(model), torch.no_grad():
-        model.eval()
-        correct = sum(
-            int((model(images[i : i + batch_size]).argmax(1) == labels[i : i + batch_size]).sum())
-            for i in range(0, len(images), batch_size)
-        )
-    return correct / len(images)
-
-
 def train_with_tensorboard(
     model: nn.Module,
     images: torch.Tensor,
@@ -139,28 +128,25 @@ def train_with_tensorboard(
     )
     watched = [name for name, _ in _recorded_parameters(model, weights_only=True)]
     generator = torch.Generator().manual_seed(seed)
+    step = 0  # counts the steps of every epoch
     try:
         writer.add_images("inputs", probe.cpu(), 0, dataformats="NCHW")
-        with _train_mode(model), torch.enable_grad():
-            step = 0
-            for epoch in range(epochs):
-                batches = torch.randperm(len(images), generator=generator).split(batch_size)
-                for number, index in enumerate(batches):
-                    optimizer.zero_grad(set_to_none=True)
-                    loss = F.cross_entropy(model(images[index]), labels[index])
-                    loss.backward()
-                    writer.add_scalar("loss/train", loss.item(), step)
-                    if number == len(batches) - 1:  # the epoch's last batch: its gradients
-                        _log_epoch_gradients(writer, model, (watched[0], watched[-1]), epoch)
-                    optimizer.step()
-                    step += 1
-                optimizer.zero_grad(set_to_none=True)
-                writer.add_scalar("accuracy/train", _accuracy(model, images, labels), epoch)
-                for name, p in model.named_parameters():
-                    writer.add_histogram(f"weights/{name}", p.detach().cpu(), epoch)
-                log_saliency_images(writer, model, probe, epoch)
+        for epoch in range(epochs):
+            order = torch.randperm(len(images), generator=generator).split(batch_size)
+
+            def log_step(number: int, loss: torch.Tensor, epoch: int = epoch, first: int = step,
+                         last: int = len(order) - 1) -> None:
+                writer.add_scalar("loss/train", loss.item(), first + number)
+                if number == last:  # the epoch's last batch: its gradients
+                    _log_epoch_gradients(writer, model, (watched[0], watched[-1]), epoch)
+
+            train_batches(model, ((images[i], labels[i]) for i in order), optimizer, before_step=log_step)
+            step += len(order)
+            writer.add_scalar("accuracy/train", accuracy(model, images, labels, batch_size=512), epoch)
+            for name, p in model.named_parameters():
+                writer.add_histogram(f"weights/{name}", p.detach().cpu(), epoch)
+            log_saliency_images(writer, model, probe, epoch)
     finally:
-        optimizer.zero_grad(set_to_none=True)
         writer.close()
     return log_dir
 

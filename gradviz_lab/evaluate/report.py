@@ -217,11 +217,19 @@ def evaluate_methods(
 
 
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
-    """Fraction of images whose predicted class (the largest logit) is the label."""
-    logits = _logits(model, images, batch_size)
+    """Fraction of images whose predicted class (the largest logit) is the label: (number right) / N.
+
+    The kit's one accuracy (training, diagnostics and this report use it). The model runs in eval
+    mode, as a trained model is used (batch-norm running statistics, no dropout: an image's
+    prediction does not depend on the others in its batch), and is left exactly as it was, mode
+    included.
+    """
+    with hooks.preserved_state(model):
+        model.eval()
+        logits = _logits(model, images, batch_size)
     labels = _labels(labels, len(images)).to(images.device)
     class_indices(logits, labels)  # every label must be a class of the model: a clear error, not 0.0
-    return float((logits.argmax(dim=1) == labels).double().mean())
+    return int((logits.argmax(dim=1) == labels).sum()) / len(images)
 
 
 def predictions(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
