@@ -92,7 +92,6 @@ def batches(
         yield images[index], labels[index]
 
 
-
 def recipe_batches(
     model: nn.Module,
     images: torch.Tensor,

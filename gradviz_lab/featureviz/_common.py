@@ -71,8 +71,6 @@ def _image_shape(model: nn.Module, image_shape: Sequence[int] | None) -> tuple[i
     return tuple(shape)  # type: ignore[return-value]
 
 
-
 def _like(model: nn.Module) -> dict:
     device, dtype = model_device_dtype(model) or (torch.device("cpu"), torch.float32)
     return {"device": device, "dtype": dtype}
-

@@ -67,7 +67,6 @@ class AscentSettings:
         return self
 
 
-
 def activation_maximisation(
     model: nn.Module,
     score: Callable[[torch.Tensor], torch.Tensor],
