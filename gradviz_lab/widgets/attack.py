@@ -57,6 +57,7 @@ ATTACKS: dict[str, tuple[str, str | None, bool, bool]] = {
 EPSILON_SLIDERS = {"linf": (0.1, 0.5, 0.01), "l2": (2.0, 10.0, 0.1)}
 FOOLING_STEP = 0.5  # L2 length of one fooling-image step (lesson 09's value)
 TOP_K_FRACTION = 0.05  # the top-k intersection counts the 5 % most salient pixels
+MAX_STEPS = 100  # the steps slider: PGD of 100 steps on a 64 x 64 shapes image answers within 1 s
 
 
 class AttackDashboard(Dashboard):
@@ -81,7 +82,7 @@ class AttackDashboard(Dashboard):
             "epsilon": widgets.FloatSlider(
                 value=default, min=0.0, max=maximum, step=step, description="epsilon ε", **SLIDER
             ),
-            "steps": widgets.IntSlider(value=10, min=1, max=200, description="steps", **SLIDER),
+            "steps": widgets.IntSlider(value=10, min=1, max=MAX_STEPS, description="steps", **SLIDER),
         }
         if self.gallery_name in LAB_MODELS:  # a gallery of the kit: its other lab models too
             knobs["model"] = widgets.Dropdown(
