@@ -50,6 +50,7 @@ from .dashboards import (
     SmoothGradDashboard,
 )
 from .evaluation import DeletionDashboard, RandomisationDashboard
+from .attack import AttackDashboard, attack_dashboard  # noqa: F401 (lesson 09: widgets.attack_dashboard)
 
 
 def _factory(cls: type[Dashboard], name: str):
