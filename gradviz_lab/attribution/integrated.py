@@ -8,19 +8,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import hooks
+from .._boundary import public
 from .._checks import (
-    Target,
     as_image_like,
     check_batch_memory,
     check_choice,
     check_flag,
-    check_images,
     check_positive_int,
-    target_scores,
 )
-from .._forward import run_model
-from ._common import chunks, copies_of, finite_map, pick, score_gradient, target_per_image
+from ..targets import Target
+from ._common import finite_map, score_gradient, scores_of, sum_over_copies
 
 RULES = ("gauss-legendre", "trapezoid", "riemann")
 # numpy finds the Gauss-Legendre nodes as eigenvalues of a steps x steps matrix (memory and time
@@ -74,6 +71,7 @@ def make_baseline(x: torch.Tensor, baseline: str | float | torch.Tensor) -> torc
     return as_image_like(baseline, x, "baseline")
 
 
+@public
 def integrated_gradients(
     model: nn.Module,
     x: torch.Tensor,
@@ -97,7 +95,6 @@ def integrated_gradients(
     number of gradient evaluations per image, batch_size at a time. rule: "gauss-legendre",
     "trapezoid" or "riemann" (see ``path_points``). Returns (B, C, H, W) [, delta (B,)].
     """
-    check_images(model, x)
     check_positive_int(steps, "steps")
     check_choice(rule, "rule", RULES)
     check_positive_int(batch_size, "batch_size")
@@ -107,22 +104,18 @@ def integrated_gradients(
     x_base = make_baseline(x, baseline)
     alphas, weights = (torch.as_tensor(v, dtype=x.dtype, device=x.device)
                        for v in path_points(steps, rule))
-    batch = len(x)
-    weighted_grad = torch.zeros_like(x)
-    with hooks.preserved_state(model):
-        target = target_per_image(model, x, target)
-        for rows in chunks(steps * batch, batch_size):  # row r = (step r // B, image r % B)
-            images, k = (rows % batch).to(x.device), (rows // batch).to(x.device)
-            a = alphas[k].view(-1, 1, 1, 1)
-            points = x_base[images] + a * (x[images] - x_base[images])
-            with copies_of(images, "path points"):
-                grad, _ = score_gradient(model, points, pick(target, images))
-            weighted_grad.index_add_(0, images, weights[k].view(-1, 1, 1, 1) * grad)
-        attributions = finite_map((x - x_base) * weighted_grad, "integrated gradients")
-        if not return_delta:
-            return attributions
-        with torch.no_grad():
-            gap = target_scores(run_model(model, x), target) - target_scores(
-                run_model(model, x_base), target
-            )
+    target = target.fixed(model, x)  # image b's class at every point of its path
+
+    def weighted_gradient(k: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """w_k grad F(x' + a_k (x - x')) at path point k of each image."""
+        a = alphas[k].view(-1, 1, 1, 1)
+        points = x_base[images] + a * (x[images] - x_base[images])
+        grad, _ = score_gradient(model, points, target.for_copies(images))
+        return weights[k].view(-1, 1, 1, 1) * grad
+
+    summed = sum_over_copies(weighted_gradient, steps, x, batch_size, "path points")
+    attributions = finite_map((x - x_base) * summed, "integrated gradients")
+    if not return_delta:
+        return attributions
+    gap = scores_of(model, x, target) - scores_of(model, x_base, target)
     return attributions, attributions.sum(dim=(1, 2, 3)) - gap
