@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .._boundary import public
 from .._checks import (
-    as_image_like,
     check_batch_memory,
     check_choice,
     check_flag,
     check_positive_int,
 )
 from ..targets import Target
+from .baselines import blurred, make_baseline  # noqa: F401  (blurred: the names lessons use)
 from ._common import finite_map, score_gradient, scores_of, sum_over_copies
 
 RULES = ("gauss-legendre", "trapezoid", "riemann")
@@ -49,28 +48,6 @@ def path_points(steps: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(1, steps + 1) / steps, np.full(steps, 1.0 / steps)
 
 
-def blurred(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """x blurred by a Gaussian of std ``sigma`` pixels (separable, edges replicated)."""
-    radius = max(1, int(3 * sigma + 0.5))
-    offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    channels = x.shape[1]
-    padded = F.pad(x, (radius, radius, radius, radius), mode="replicate")
-    rows = F.conv2d(padded, kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
-    return F.conv2d(rows, kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
-
-
-def make_baseline(x: torch.Tensor, baseline: str | float | torch.Tensor) -> torch.Tensor:
-    """"zeros", a constant, "blur" (a Gaussian blur of std = 10% of the image side) or a tensor."""
-    if isinstance(baseline, str):
-        check_choice(baseline, "baseline", ("zeros", "blur"))
-        if baseline == "zeros":
-            return torch.zeros_like(x)
-        return blurred(x, sigma=0.1 * min(x.shape[-2:]))
-    return as_image_like(baseline, x, "baseline")
-
-
 @public
 def integrated_gradients(
     model: nn.Module,
@@ -91,7 +68,8 @@ def integrated_gradients(
     delta = sum_i IG_i - (F(x) - F(x')), returned as (B,) with return_delta=True.
     Don't forget the (x - x') factor: without it the map is only an averaged gradient.
 
-    baseline: "zeros", a number, "blur" or an image tensor (C, H, W) / (B, C, H, W). steps: the
+    baseline: x', a name ("zeros", "black", "grey", "mean", "blur"), a number or an image (C, H, W)
+    / (B, C, H, W): see ``gradviz_lab.attribution.baselines``. steps: the
     number of gradient evaluations per image, batch_size at a time. rule: "gauss-legendre",
     "trapezoid" or "riemann" (see ``path_points``). Returns (B, C, H, W) [, delta (B,)].
     """

@@ -9,7 +9,6 @@ from torch import nn
 from .. import hooks
 from .._boundary import public
 from .._checks import (
-    as_image_like,
     check_batch_memory,
     check_flag,
     check_pair,
@@ -18,6 +17,7 @@ from .._checks import (
 from .._forward import checked_output, run_model
 from ..targets import Target
 from ._common import chunks, copies_of, finite_map
+from .baselines import make_baseline
 from .incremental import IncrementalOcclusion, NotAChain, trace_chain
 
 # Memory one batch of occluded copies may fill while a layer runs: about the size of a CPU's
@@ -66,7 +66,7 @@ def occlusion(
     target: Target = None,
     window: int | tuple[int, int] = (8, 8),
     stride: int | tuple[int, int] = 2,
-    baseline: float | torch.Tensor = 0.0,
+    baseline: str | float | torch.Tensor = 0.0,
     batch_size: int | None = None,
     per_position: bool = False,
     incremental: bool = True,
@@ -77,8 +77,9 @@ def occlusion(
         map_b(i, j) = mean of d_b(p) over the windows p that cover pixel (i, j)
 
     window (h, w) and stride (an int or (sh, sw)) in pixels; the lecture uses a 32x32 window and
-    stride 2 on 224x224 images. baseline: a value or an image (C, H, W) / (B, C, H, W) whose
-    pixels fill the window. Pixels that no window covers (stride > window) get 0. The occluded
+    stride 2 on 224x224 images. baseline: what fills the window, a name ("zeros", "black",
+    "grey", "mean", "blur"), a value or an image (C, H, W) / (B, C, H, W): see
+    ``gradviz_lab.attribution.baselines``. Pixels that no window covers (stride > window) get 0. The occluded
     copies run batch_size at a time under ``torch.inference_mode`` (no graph is built).
     Returns (B, 1, H, W), or with per_position=True the raw d_b(p) as (B, 1, rows, cols), one
     value per window position (see ``window_starts``).
@@ -99,7 +100,7 @@ def occlusion(
     height, width = x.shape[-2:]
     if h > height or w > width:
         raise ValueError(f"window {(h, w)} is larger than the image {(height, width)}")
-    fill = as_image_like(baseline, x, "baseline")
+    fill = make_baseline(x, baseline)
     # The window at position (p, q) covers pixel (i, j) iff rows[p, i] * cols[q, j] = 1.
     rows = window_covers(height, h, sh).to(x.device, x.dtype)
     cols = window_covers(width, w, sw).to(x.device, x.dtype)

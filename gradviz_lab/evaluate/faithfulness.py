@@ -38,7 +38,7 @@ from .._checks import (
 )
 from ..targets import Target
 from .._forward import run_model
-from ..attribution.integrated import make_baseline
+from ..attribution.baselines import NAMES, make_baseline
 from ._maps import pixel_map
 from .imputation import impute
 
@@ -89,7 +89,7 @@ def _with_pixels_changed(
 def _fill_image(x: torch.Tensor, baseline: str | float | torch.Tensor) -> torch.Tensor | None:
     """What replaces the removed pixels: an image like x, or None for "impute" (made per step)."""
     if isinstance(baseline, str):
-        check_choice(baseline, "baseline", ("zeros", "blur", "impute"))
+        check_choice(baseline, "baseline", (*NAMES, "impute"))
         if baseline == "impute":
             return None
     return make_baseline(x, baseline)
@@ -172,8 +172,8 @@ def deletion_curve(
 
     saliency_map: (B, 1, H, W) or (B, H, W), one value per pixel (all channels of a pixel are
     removed together). target: None (the clean image's predicted class), an int, B ints or a
-    callable output -> (B,) scores. baseline: 0.0 (black, as in RISE), a value, "zeros", "blur",
-    an image, or "impute": each removed pixel filled from the pixels still there (``impute``,
+    callable output -> (B,) scores. baseline: 0.0 (black, as in RISE), any baseline of
+    ``gradviz_lab.attribution.baselines`` (a name, a value, an image), or "impute": each removed pixel filled from the pixels still there (``impute``,
     as in ROAD), so the fill keeps neither the object's silhouette (black) nor a blob of its
     colour (blur). score: "probability" (softmax, as in RISE) or "logit"; a callable target's own
     score is used as is. Returns a ``Curve``; ``curve.auc`` is (B,).
@@ -198,7 +198,7 @@ def insertion_curve(
 
     baseline: "blur" by default (a Gaussian blur of std 10% of the image side, as the
     integrated-gradients baseline of the same name; RISE starts from a blurred image too), or
-    0.0, "zeros", a value, an image or "impute" (the pixels not yet restored filled from the
+    any baseline of ``gradviz_lab.attribution.baselines``, or "impute" (the pixels not yet restored filled from the
     restored ones; black while none is). Other arguments as ``deletion_curve``.
     """
     return perturbation_curve(model, x, saliency_map, "insertion", target, steps, baseline, score, batch_size)
