@@ -53,17 +53,11 @@ def count_hooks(model: nn.Module) -> int:
 
 @dataclass
 class ModelState:
-    """Everything an explanation could change in a model, as it was when ``of(model)`` ran.
-
-    - modes:         the train/eval flag of every module
-    - requires_grad: the flag of every parameter
-    - grads:         every parameter's ``.grad`` (the tensor and a copy of its values; None stays None)
-    - buffers:       every buffer and a copy of its values (BatchNorm running statistics move
-                     when a model in train mode runs forward)
-    - hook_ids:      the ids of every module's forward/backward hooks
-
-    Weights are not in it: no method of the kit writes to them.
-    """
+    """Everything an explanation could change in a model, as ``of(model)`` found it: the
+    train/eval flag of every module, ``requires_grad`` of every parameter, every parameter's
+    ``.grad`` (the same tensor, its values copied; None stays None), every buffer's values
+    (BatchNorm statistics move when a model in train mode runs forward) and the ids of every
+    module's hooks. ``restore()`` puts all of it back. (No method of the kit writes weights.)"""
 
     modes: list[tuple[nn.Module, bool]]
     requires_grad: list[tuple[nn.Parameter, bool]]
@@ -96,14 +90,9 @@ class ModelState:
 
 @contextmanager
 def preserved_state(model: nn.Module) -> Iterator[nn.Module]:
-    """Restore, on exit, everything an explanation could change in the model (``ModelState``).
-
-    Restored exactly: the train/eval flag of every module, ``requires_grad`` of every parameter,
-    every parameter's ``.grad`` (the same tensor with the same values; ``None`` stays ``None``)
-    and the values of every buffer (BatchNorm running statistics move when a model in train mode
-    runs forward). Module hooks added inside and not removed are removed, with a warning, since a
-    leaked hook would silently change every later forward pass.
-    """
+    """Restore, on exit, everything an explanation could change in the model (``ModelState``),
+    also when the block raises. Module hooks added inside and not removed are removed, with a
+    warning, since a leaked hook would silently change every later forward pass."""
     state = ModelState.of(model)
     try:
         yield model

@@ -276,3 +276,33 @@ def test_hooks_are_registered_only_in_the_hooks_module():
         if re.search(r"\.register_\w*hook\(|_execution_engine", line)
     ]
     assert offenders == [], offenders
+
+
+def test_training_mode_sets_the_flag_inside_and_restores_each_modules_own():
+    model, _ = prepared_model()  # train mode, conv2 in eval mode
+    modes = [m.training for m in model.modules()]
+    with hooks.training_mode(model, False):
+        assert not any(m.training for m in model.modules())
+    assert [m.training for m in model.modules()] == modes
+    with pytest.raises(RuntimeError), hooks.training_mode(model, True):
+        assert all(m.training for m in model.modules())
+        model.bn.eval()
+        raise RuntimeError("inside")
+    assert [m.training for m in model.modules()] == modes  # conv2 back in eval, bn in train
+    with hooks.training_mode(model):  # no flag: only the restoring
+        model.eval()
+    assert [m.training for m in model.modules()] == modes
+
+
+def test_model_state_restores_what_it_describes():
+    model, _ = prepared_model()
+    before = snapshot(model)
+    state = hooks.ModelState.of(model)
+    model.eval()
+    model.fc.weight.requires_grad_(True)
+    model.conv1.weight.grad.add_(1.0)
+    model.bn.bias.grad = None
+    model.bn.running_mean.add_(3.0)
+    model.conv2.register_forward_hook(lambda *_: None)
+    assert state.restore() == 1  # the hook added since
+    assert_same_state(before, snapshot(model))
