@@ -108,7 +108,8 @@ _FEATURE = (
     Knob("channel", 0, "int", "with layer: the channel whose strongest response is explained",
          low=0),
 )
-_BASELINE = Knob("baseline", "black", "choice", "what replaces the image", choices=BASELINES)
+_BASELINE = Knob("baseline", "black", "choice", "what replaces the image (on the shapes models: "
+                 "mean for occlusion, blur for integrated-gradients)", choices=BASELINES)
 
 REGISTRY: dict[str, Method] = {}
 
