@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import attribution, hooks
+from .. import attribution, hooks, methods
 from .._checks import check_flag, check_image_batch, check_images, check_number, check_positive_int, class_indices
 from .._forward import run_model
 from ..data import SHAPE_CLASSES, TAG_COLOUR, TAGGED_CLASS, tag_mask
@@ -68,7 +68,7 @@ def edge_map(model: nn.Module, x: torch.Tensor, target: object = None) -> torch.
     return total.unsqueeze(1)
 
 
-def _occlusion(model: nn.Module, x: torch.Tensor, target: object = None) -> torch.Tensor:
+def quarter_window_occlusion(model: nn.Module, x: torch.Tensor, target: object = None) -> torch.Tensor:
     """Occlusion with windows of 1/4 of the image side, stride 1/8 (7 x 7 windows per image)."""
     side = min(x.shape[-2:])
     return attribution.occlusion(model, x, target, window=max(1, side // 4), stride=max(1, side // 8))
@@ -77,21 +77,18 @@ def _occlusion(model: nn.Module, x: torch.Tensor, target: object = None) -> torc
 def default_methods(seed: int = 0) -> dict[str, MapMethod]:
     """The kit's methods with settings cheap enough for a notebook cell on a CPU, plus controls.
 
-    smoothgrad: 10 samples, sigma 0.15; integrated gradients: 16 Gauss-Legendre steps from black;
-    occlusion: windows of 1/4 of the image side, stride 1/8; Grad-CAM: the last spatial layer.
+    The methods are those of the registry's table (``gradviz_lab.methods``, each named by its
+    title, called with its ``table`` settings: smoothgrad 10 samples, sigma 0.15; integrated
+    gradients 16 Gauss-Legendre steps from black; occlusion windows of 1/4 of the image side,
+    stride 1/8; Grad-CAM the last spatial layer), after the two controls.
     """
-    return {
-        "random": functools.partial(random_map, seed=seed),
-        "edges": edge_map,
-        "saliency": attribution.saliency,
-        "smoothgrad": functools.partial(attribution.smoothgrad, n_samples=10, sigma=0.15, seed=seed),
-        "integrated gradients": functools.partial(attribution.integrated_gradients, steps=16),
-        "occlusion": _occlusion,
-        "deconvnet": attribution.deconvnet,
-        "guided backprop": attribution.guided_backprop,
-        "grad-cam": attribution.gradcam,
-        "guided grad-cam": attribution.guided_gradcam,
-    }
+    table: dict[str, MapMethod] = {"random": functools.partial(random_map, seed=seed), "edges": edge_map}
+    for name in methods.names("table"):
+        method = methods.get(name)
+        settings = {k: (seed if k == "seed" and v is None else v) for k, v in method.table.items()}
+        function = method.load(for_table=True)
+        table[method.title] = functools.partial(function, **settings) if settings else function
+    return table
 
 
 def as_pixel_map(maps: torch.Tensor) -> torch.Tensor:
