@@ -10,29 +10,15 @@ with t the class indices (B,) or class probabilities (B, K) (mixup targets).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import hooks
+
 StepCallback = Callable[[int, torch.Tensor], None]
-
-
-@contextmanager
-def train_mode(model: nn.Module) -> Iterator[None]:
-    """model.train() inside the block; every module's own train/eval flag restored afterwards.
-
-    Only the flags: the weights, ``.grad`` and batch-norm statistics a training run changes are
-    its result (``hooks.preserved_state`` would undo them)."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.train()
-    try:
-        yield
-    finally:
-        for module, flag in flags:
-            module.training = flag
 
 
 def train_batches(
@@ -55,7 +41,9 @@ def train_batches(
     the parameters' ``.grad`` are cleared.
     """
     losses: list[float] = []
-    with train_mode(model), torch.enable_grad():
+    # Only the train/eval flags are restored (hooks.training_mode): the weights, .grad and
+    # batch-norm statistics a training run changes are its result, which preserved_state would undo.
+    with hooks.training_mode(model, True), torch.enable_grad():
         try:
             for number, (x, target) in enumerate(batches):
                 optimizer.zero_grad(set_to_none=True)  # backward() adds to what .grad holds

@@ -15,7 +15,8 @@ from gradviz_lab import diagnostics, train
 from gradviz_lab.diagnostics import tensorboard as diagnostics_tensorboard
 from gradviz_lab.evaluate import accuracy
 from gradviz_lab.evaluate import report
-from gradviz_lab.training_loop import train_batches, train_mode
+from gradviz_lab.hooks import training_mode
+from gradviz_lab.training_loop import train_batches
 
 
 def linear_model(seed: int = 0) -> nn.Sequential:
@@ -97,7 +98,7 @@ def test_modes_are_restored_and_grads_cleared_also_when_a_batch_fails():
     assert [m.training for m in model.modules()] == modes
     assert all(p.grad is None for p in model.parameters())
 
-    with train_mode(model):
+    with training_mode(model, True):
         assert all(m.training for m in model.modules())
     assert [m.training for m in model.modules()] == modes
 

@@ -56,7 +56,8 @@ class ActivationMaximisationDashboard(PictureDashboard):
         l2_range: tuple[float, float] = (1e-4, 1.0),
         **knobs: float,
     ) -> None:
-        from ..featureviz import _image_shape, _settings  # the checks of class_visualisation
+        from ..featureviz._common import _image_shape  # the checks of class_visualisation
+        from ..featureviz.ascent import _settings
 
         check_model(model)
         names = list(class_names)
@@ -106,7 +107,7 @@ class ActivationMaximisationDashboard(PictureDashboard):
 
     def class_image(self, c: int, strength: float) -> tuple[torch.Tensor, float]:
         """The class image (C, H, W) for class c at L2 ``strength``, and the logit y_c it reaches."""
-        from ..featureviz import class_visualisation
+        from ..featureviz.ascent import class_visualisation
 
         knobs = {**self.settings.__dict__, "l2": strength}
         image = class_visualisation(self.model, c, self.image_shape, **knobs)

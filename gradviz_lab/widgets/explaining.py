@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import attribution, hooks, methods
+from .. import attribution, hooks, methods, targets
 from .._checks import resolve_layer
 from .._forward import run_model
-from ..attribution.integrated import make_baseline
+from ..attribution.baselines import make_baseline
 from ..methods import BASELINES
 from ..viz import to_2d
 
@@ -58,15 +58,9 @@ def resolve_target(
 ) -> int:
     """None -> the predicted class; a class name -> its index; an int -> checked and kept.
 
-    TARGETS-SWITCH (issue 19): the dashboards' and ``gradviz explain``'s one resolution of a
-    target, kept here until ``gradviz_lab.targets`` lands; only the class *name* is the widgets'
-    own (the kit's functions take indices), the rest moves to targets at the merge.
+    Only the class *name* is resolved here (the kit's functions take indices, and a dashboard's
+    names may be its own); the rest is ``gradviz_lab.targets``, the kit's one target path.
     """
-    with hooks.preserved_state(model), torch.no_grad():
-        logits = run_model(model, x)
-    n_classes = logits.shape[-1]
-    if target is None:
-        return int(logits[0].argmax())
     if isinstance(target, str):
         if class_names is None or target not in class_names:
             if target.isascii() and target.isdigit():  # "3", not "²"
@@ -75,13 +69,11 @@ def resolve_target(
                 f"unknown target class {target!r}; classes are: {_listed(class_names)}"
             )
         return class_names.index(target)
-    if isinstance(target, bool) or not isinstance(target, int):
+    if isinstance(target, bool) or not isinstance(target, (int, type(None))):
         raise TypeError(f"target must be None, a class index or a class name, got {target!r}")
-    if not 0 <= target < n_classes:
-        raise ValueError(
-            f"target class {target} is out of range: the model has {n_classes} classes"
-        )
-    return target
+    with hooks.preserved_state(model):
+        score, _ = targets.target_score(model, x[:1], target).fixed_with_scores(model, x[:1])
+    return int(score.classes[0])
 
 
 def _listed(names: list[str] | None, limit: int = 20) -> str:
@@ -93,18 +85,11 @@ def _listed(names: list[str] | None, limit: int = 20) -> str:
 
 
 def baseline_image(x: torch.Tensor, name: str) -> torch.Tensor:
-    """What replaces the image in occlusion and integrated gradients, shaped like x:
-    black (0), grey (0.5), the image's mean colour, or the image blurred (std 10% of its side,
-    the same blur as ``integrated_gradients(baseline="blur")``)."""
-    if name == "black":
-        return torch.zeros_like(x)
-    if name == "grey":
-        return torch.full_like(x, 0.5)
-    if name == "mean":
-        return x.mean(dim=(2, 3), keepdim=True).expand_as(x).contiguous()
-    if name == "blur":
-        return make_baseline(x, "blur")
-    raise ValueError(f"baseline must be one of {list(BASELINES)}, got {name!r}")
+    """What replaces the image in occlusion and integrated gradients, shaped like x: one of the
+    dashboards' ``BASELINES``, as ``attribution.baselines`` (the kit's one vocabulary) makes it."""
+    if name not in BASELINES:
+        raise ValueError(f"baseline must be one of {list(BASELINES)}, got {name!r}")
+    return make_baseline(x, name)
 
 
 def spatial_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[str, int]]:
