@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 from ._forward import NonFiniteError
-from .targets import Target, check_target, class_indices, fixed_target, named_target, target_scores  # noqa: F401
 
 
 
@@ -170,10 +169,6 @@ def as_image_like(value: float | torch.Tensor, x: torch.Tensor, name: str) -> to
         return image.expand_as(x)
     return torch.full_like(x, check_number(value, name))
 
-
-# --- targets: see targets.py (the names below are kept for the modules that import them) ---
-
-check_target_type = check_target
 
 # --- layers ----------------------------------------------------------------------------------
 

@@ -13,9 +13,10 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gradviz_lab"
 MAX_LINES = 400
-# Being reorganised elsewhere (issue 19): viz, the widgets, attribution, the input checks, hooks.
-NOT_YET = {"viz.py", "_checks.py", "hooks.py"}
-NOT_YET_FOLDERS = {"widgets", "attribution"}
+# Being extended on other branches at the time of writing (issues 20, 22, 23); they are split
+# when those land.
+NOT_YET = {"hooks.py", "attribution/incremental.py"}
+NOT_YET_FOLDERS: set[str] = set()
 
 
 def package_modules() -> list[Path]:
@@ -29,8 +30,9 @@ def package_modules() -> list[Path]:
 
 def test_the_walk_finds_the_modules_it_should():
     names = {str(p.relative_to(PACKAGE)) for p in package_modules()}
-    assert {"train.py", "featureviz/ascent.py", "diagnostics/cli.py", "check/harness.py"} <= names
-    assert "viz.py" not in names and not any(n.startswith("widgets/") for n in names)
+    assert {"train.py", "featureviz/ascent.py", "diagnostics/cli.py", "check/harness.py",
+            "viz.py", "widgets/base.py", "attribution/cam.py"} <= names
+    assert not NOT_YET & names
 
 
 @pytest.mark.parametrize("path", package_modules(), ids=lambda p: str(p.relative_to(PACKAGE)))

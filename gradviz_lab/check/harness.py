@@ -101,7 +101,7 @@ def run_checks(name: str, student: Method, reference: Method, cases: list[Case],
             print(f"[x] {prefix}: your function raised {type(error).__name__}: {error}")
             results.append(False)
             continue
-        changed = _what_changed(before, _fingerprint(case.model), uses_grad)
+        changed = _what_changed(before, case.model, uses_grad)
         ok, message = _compare(got, expected, atol)
         if not ok and changed not in ("its modules were replaced", "its weights changed"):
             # (the typical mistakes are replayed on the model, so only on an intact one)
@@ -130,33 +130,38 @@ def _not_a_function(name: str, student: object) -> CheckReport:
 
 
 def _fingerprint(model: nn.Module) -> dict:
-    """What a method must leave as it found: module types, weights, train/eval modes, hooks,
-    requires_grad flags and the parameters' .grad.
-    (Batch-norm running statistics are left out: a forward pass in train mode updates them.)"""
+    """What a method must leave as it found: module types and weights, and the rest of the
+    model's state as ``hooks.ModelState`` (the kit's one description of it) records it: train/eval
+    modes, hooks, requires_grad flags and the parameters' .grad. (Batch-norm running statistics
+    are not compared: a forward pass in train mode updates them.)"""
     return {
         "modules": [(name, type(module).__name__) for name, module in model.named_modules()],
         "weights": {key: value.detach().clone() for key, value in model.named_parameters()},
-        "modes": [module.training for module in model.modules()],
-        "hooks": hooks.count_hooks(model),
-        "requires_grad": [p.requires_grad for p in model.parameters()],
-        "grads": [None if p.grad is None else p.grad.detach().clone() for p in model.parameters()],
+        "state": hooks.ModelState.of(model),
     }
 
 
-def _what_changed(before: dict, after: dict, uses_grad: bool = False) -> str:
-    if before["modules"] != after["modules"]:
+def _what_changed(before: dict, model: nn.Module, uses_grad: bool = False) -> str:
+    """The first thing that differs between ``before`` (a ``_fingerprint``) and the model now."""
+    if before["modules"] != _fingerprint(model)["modules"]:
         return "its modules were replaced"
-    if before["weights"].keys() != after["weights"].keys() or not all(
-            torch.equal(before["weights"][k], after["weights"][k]) for k in before["weights"]):
+    weights = dict(model.named_parameters())
+    if before["weights"].keys() != weights.keys() or not all(
+            torch.equal(before["weights"][k], weights[k]) for k in weights):
         return "its weights changed"
-    if before["modes"] != after["modes"]:
+    state: hooks.ModelState = before["state"]
+    if any(module.training != flag for module, flag in state.modes):
         return "its train/eval mode changed"
-    if after["hooks"] != before["hooks"]:
-        return f"{after['hooks'] - before['hooks']} hook(s) left on it"
-    if before["requires_grad"] != after["requires_grad"]:
+    added = hooks.count_hooks(model) - sum(len(ids) for _, kinds in state.hook_ids for ids in kinds.values())
+    if added:
+        return f"{added} hook(s) left on it"
+    if any(p.requires_grad != flag for p, flag in state.requires_grad):
         return "its parameters' requires_grad flags changed"
-    if not uses_grad and any((a is None) != (b is None) or (a is not None and not torch.equal(a, b))
-           for a, b in zip(before["grads"], after["grads"])):
+    grads_now = [p.grad for p, _ in state.requires_grad]
+    if not uses_grad and any(
+        (saved is None) != (now is None) or (now is not None and not torch.equal(now, saved[1]))
+        for saved, now in zip(state.grads, grads_now)
+    ):
         return ("gradients were left in its parameters' .grad: take them with torch.autograd.grad, "
                 "which leaves .grad alone")
     return ""

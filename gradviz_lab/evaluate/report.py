@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import attribution, hooks, methods
-from .._checks import check_flag, check_image_batch, check_images, check_number, check_positive_int, class_indices
+from .._checks import check_flag, check_image_batch, check_images, check_number, check_positive_int
+from ..targets import class_indices
 from .._forward import run_model
 from ..data import SHAPE_CLASSES, TAG_COLOUR, TAGGED_CLASS, tag_mask
 from ._maps import boolean_masks

@@ -26,9 +26,9 @@ from .._checks import (
     check_positive_int,
     model_device_dtype,
     resolve_layer,
-    target_scores,
 )
 from .._forward import run_model
+from ..targets import target_scores
 from ..blur import gaussian_blur
 from ._common import _check_channels, _image_shape, _indices, _like, _run_once
 
