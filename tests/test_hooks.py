@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import (  # noqa: F401  (the state helpers: other test files import them from here)
+from conftest import (
     FunctionalReLU,
     TwiceReLU,
     assert_same_state,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_hooks import assert_same_state, snapshot
+from conftest import assert_same_state, snapshot
 from torch import nn
 
 from gradviz_lab import featureviz as fv

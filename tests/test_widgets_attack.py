@@ -11,7 +11,7 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 import torch
-from test_hooks import assert_same_state, prepared_model, snapshot
+from conftest import assert_same_state, prepared_model, snapshot
 from torch import nn
 
 from gradviz_lab import attacks, attribution
