@@ -21,7 +21,6 @@ first for a dropout or batch-norm model.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import torch
@@ -35,9 +34,10 @@ from ._checks import (
     check_number,
     check_positive_int,
 )
-from .targets import check_target, class_indices, is_score_function
 from ._forward import run_model
+from ._warnings import warn
 from .attribution._common import finite_map, gradient_of, gradients_on
+from .targets import check_target, class_indices, is_score_function
 
 NORMS = ("linf", "l2")  # the balls pgd projects onto: max_i |delta_i| <= eps, or ||delta||_2 <= eps
 Bounds = tuple[float, float]
@@ -234,11 +234,10 @@ def fooling_image(
             goal = class_indices(output, target)
     missed = (output.argmax(1) != goal).nonzero().flatten().tolist()
     if missed:
-        warnings.warn(
+        warn(
             f"fooling_image: image(s) {missed} are not yet predicted as their target after "
             f"max_steps={max_steps} steps of size {step_size:g}; raise max_steps or step_size",
             RuntimeWarning,
-            stacklevel=2,
         )
     return x_fool
 

@@ -19,7 +19,6 @@ it added in a ``finally`` block, also when the code inside raises.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
+
+from ._warnings import warn
 
 # The dicts in which nn.Module keeps its hooks (hook id -> function).
 _HOOK_DICTS = (
@@ -99,7 +100,7 @@ def preserved_state(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         leaked = state.restore()
         if leaked:
-            warnings.warn(f"removed {leaked} hook(s) left on the model", RuntimeWarning, 3)
+            warn(f"removed {leaked} hook(s) left on the model", RuntimeWarning)
 
 
 @contextmanager
@@ -360,20 +361,18 @@ def relu_backward_rule(model: nn.Module, rule: ReluRule) -> Iterator[None]:
         for handle in handles:
             handle.remove()
     if spy.functional_calls:
-        warnings.warn(
+        warn(
             f"the model called relu as a function {spy.functional_calls} time(s) (F.relu, "
             "torch.relu or x.relu()); only nn.ReLU modules can be changed, so the plain gradient "
             "flowed through those calls. Use nn.ReLU modules for deconvnet/guided backprop.",
             FunctionalReLUWarning,
-            stacklevel=4,
         )
     elif not relus:
-        warnings.warn(
+        warn(
             f"{type(model).__name__} has no nn.ReLU module and calls no relu, so the backward rule "
             "changed nothing: deconvnet and guided backprop are rules for ReLUs, and here they "
             "equal the plain gradient.",
             NoReLUWarning,
-            stacklevel=4,
         )
 
 
