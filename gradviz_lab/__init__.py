@@ -11,6 +11,9 @@ Modules map to the ideas of the course:
 - ``evaluate``     sanity checks, deletion/insertion, pointing game
 - ``check``        exercise checkers (and ``exercises``: solutions/ -> exercises/)
 - ``train``        reproducible training of the lab models
+- ``training_loop`` the one training loop (``train``, ``diagnostics``); ``blur``: the one Gaussian blur
+- ``architectures``, ``shapes``, ``train_data``: the lab CNNs, the shapes dataset and the
+  training batches, in their own modules (re-exported by ``models``, ``data``, ``train``)
 - ``diagnostics``  gradient flow while training, TensorBoard logging
 - ``featureviz``   activation maximisation, top-k activating patches
 - ``explain``      ``gradviz explain``: one figure to a PNG, for slides

@@ -8,21 +8,15 @@ from __future__ import annotations
 
 import difflib
 import math
-import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from numbers import Real
 
 import numpy as np
 import torch
 from torch import nn
 
-from ._forward import NonFiniteError, NonFiniteOutputError, run_model
+from ._forward import NonFiniteError
 
-# A target is None (the predicted class), one class index, one index per image, or a function
-# mapping the model's output (B, ...) to one score per image (B,). Where the model carries its
-# class names (``.classes`` of the lab models, ``.categories`` of the ImageNet ones) a class name,
-# or one per image, stands for its index.
-Target = None | int | str | Sequence[int] | Sequence[str] | torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
 
 
 def check_model(model: nn.Module) -> None:
@@ -174,162 +168,6 @@ def as_image_like(value: float | torch.Tensor, x: torch.Tensor, name: str) -> to
         check_finite(image, name)
         return image.expand_as(x)
     return torch.full_like(x, check_number(value, name))
-
-
-# --- targets ---------------------------------------------------------------------------------
-
-
-INT64_RANGE = range(-(2**63), 2**63)
-
-
-def check_target_type(target: Target) -> None:
-    if target is None or callable(target):
-        return
-    if isinstance(target, torch.Tensor):
-        if target.device.type == "meta":
-            raise ValueError("target is on the meta device, which holds no values")
-        return
-    if isinstance(target, (bool, np.bool_)):
-        raise TypeError("target must be None, an int, a sequence of ints or a callable, got bool")
-    if isinstance(target, str):
-        raise TypeError(
-            f"target must be a class index here, not the text {target!r}: a class name is "
-            "understood only where the model carries its class names (.classes or .categories); "
-            "otherwise pass class_names.index(name)"
-        )
-    if isinstance(target, numbers.Integral):  # int, np.int64, ...
-        _check_int64([target])
-        return
-    if isinstance(target, np.ndarray) and target.dtype.kind in "iu":
-        return
-    if isinstance(target, Sequence) and all(
-        isinstance(t, numbers.Integral) and not isinstance(t, (bool, np.bool_)) for t in target
-    ):
-        if len(target) == 0:
-            raise ValueError("target is an empty sequence: give one class index per image")
-        _check_int64(target)
-        return
-    raise TypeError(
-        "target must be None, an int, a sequence/tensor of ints or a callable "
-        f"output -> (B,) scores, got {target!r}"
-    )
-
-
-def named_target(model: nn.Module, target: Target) -> Target:
-    """A class name, or one name per image, as the index (indices) of the model's own class
-    names; any other target is returned as it is."""
-    if isinstance(target, str):
-        wanted = [target]
-    elif (isinstance(target, Sequence) and len(target) > 0
-          and all(isinstance(t, str) for t in target)):
-        wanted = list(target)
-    else:
-        return target
-    classes = getattr(model, "classes", None) or getattr(model, "categories", None)
-    if classes is None:
-        raise TypeError(
-            f"target {target!r} is a class name, but this model carries no class names (no "
-            f".classes or .categories attribute): pass the class index instead, e.g. "
-            f"class_names.index({wanted[0]!r}) with the list of names of its classes"
-        )
-    classes = list(classes)
-    unknown = [name for name in wanted if name not in classes]
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], classes, n=3)
-        listed = ", ".join(classes) if len(classes) <= 20 else (
-            ", ".join(classes[:10]) + f", ... ({len(classes)} classes)")
-        raise ValueError(
-            f"unknown class name {unknown[0]!r}"
-            + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else "")
-            + f"; the model's classes are: {listed}"
-        )
-    indices = [classes.index(name) for name in wanted]
-    return indices[0] if isinstance(target, str) else indices
-
-
-def class_indices(output: torch.Tensor, target: Target) -> torch.Tensor:
-    """One class index per image, (B,) int64, checked against the logits (B, num_classes)."""
-    check_target_type(target)
-    if output.dim() != 2:
-        raise ValueError(
-            f"the model's output has shape {tuple(output.shape)}, not (B, num_classes): "
-            "pass a callable target that maps it to (B,) scores, e.g. "
-            "gradviz_lab.attribution.max_response"
-        )
-    batch, num_classes = output.shape
-    if target is None:
-        return output.argmax(dim=1)
-    classes = requested_classes(target, batch, output.device)
-    bad = (classes < 0) | (classes >= num_classes)
-    if bool(bad.any()):
-        raise ValueError(  # each wrong value once (SmoothGrad and IG score many copies per image)
-            f"target class out of range: got {sorted(set(classes[bad].tolist()))}, valid classes "
-            f"are 0..{num_classes - 1}"
-        )
-    return classes
-
-
-def requested_classes(target: int | Sequence[int] | torch.Tensor, batch: int,
-                      device: torch.device) -> torch.Tensor:
-    """An int or B ints as a (B,) int64 tensor (the range is checked against the logits)."""
-    if isinstance(target, numbers.Integral):
-        return torch.full((batch,), int(target), dtype=torch.long, device=device)
-    classes = torch.as_tensor(target).to(device)  # a tensor on another device is moved
-    if classes.is_floating_point() or classes.is_complex() or classes.dtype == torch.bool:
-        raise TypeError(f"target tensor must hold integers, got dtype {classes.dtype}")
-    classes = classes.long().reshape(-1)
-    if classes.numel() != batch:
-        raise ValueError(
-            f"target has {classes.numel()} class indices but the batch has {batch} images"
-        )
-    return classes
-
-
-def _check_int64(values: Sequence[numbers.Integral]) -> None:
-    too_large = [int(v) for v in values if int(v) not in INT64_RANGE]
-    if too_large:
-        raise ValueError(f"target class out of range: got {too_large[:5]}, far beyond any class")
-
-
-def target_scores(output: torch.Tensor, target: torch.Tensor | Callable) -> torch.Tensor:
-    """The score of each image: its target logit, or the callable's (B,) result."""
-    if callable(target) and not isinstance(target, torch.Tensor):
-        scores = target(output)
-        if not isinstance(scores, torch.Tensor) or scores.shape != (len(output),):
-            shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores)
-            raise ValueError(
-                f"a callable target must return one score per image, shape ({len(output)},), "
-                f"got {shape} (for SmoothGrad and integrated gradients, each noisy copy or path "
-                "point counts as an image)"
-            )
-        finite = torch.isfinite(scores.detach())
-        if not bool(finite.all()):
-            raise NonFiniteOutputError(
-                (~finite).nonzero().flatten().tolist(),
-                "the callable target returned it from a finite model output",
-                what="the target score",
-            )
-        return scores
-    return output.gather(1, target.view(-1, 1)).squeeze(1)
-
-
-def fixed_target(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor | Callable:
-    """Resolve None / ints once on the clean images, so every noisy or occluded copy of an image
-    is scored for the same class (a callable is returned as is)."""
-    return fixed_target_and_scores(model, x, target)[0]
-
-
-def fixed_target_and_scores(
-    model: nn.Module, x: torch.Tensor, target: Target
-) -> tuple[torch.Tensor | Callable, torch.Tensor]:
-    """``fixed_target`` and the clean images' scores (B,), from one forward pass (no graph)."""
-    target = named_target(model, target)
-    check_target_type(target)
-    with torch.no_grad():
-        output = run_model(model, x)
-    if not (callable(target) and not isinstance(target, torch.Tensor)):
-        target = class_indices(output, target)
-    return target, target_scores(output, target)
 
 
 # --- layers ----------------------------------------------------------------------------------

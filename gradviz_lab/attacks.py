@@ -21,7 +21,6 @@ first for a dropout or batch-norm model.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import torch
@@ -34,11 +33,11 @@ from ._checks import (
     check_images,
     check_number,
     check_positive_int,
-    check_target_type,
-    class_indices,
 )
 from ._forward import run_model
+from ._warnings import warn
 from .attribution._common import finite_map, gradient_of, gradients_on
+from .targets import check_target, class_indices, is_score_function
 
 NORMS = ("linf", "l2")  # the balls pgd projects onto: max_i |delta_i| <= eps, or ||delta||_2 <= eps
 Bounds = tuple[float, float]
@@ -73,8 +72,8 @@ def attack_classes(
     Targeted: the target classes, none of which may be the image's own label.
     """
     for value, name in ((target, "target"), (labels, "labels")):
-        check_target_type(value)
-        if callable(value) and not isinstance(value, torch.Tensor):
+        check_target(value)
+        if is_score_function(value):
             raise TypeError(f"an attack takes class indices for {name}, not a callable")
     with gradients_on(), torch.no_grad():  # ordinary tensors (copies) even under inference_mode
         output = run_model(model, x)
@@ -212,8 +211,8 @@ def fooling_image(
     step_size = check_number(step_size, "step_size", minimum=0.0)
     max_steps = check_positive_int(max_steps, "max_steps")
     low, high = check_bounds(bounds, x)
-    check_target_type(target)
-    if callable(target) and not isinstance(target, torch.Tensor):
+    check_target(target)
+    if is_score_function(target):
         raise TypeError("fooling_image takes class indices for target, not a callable")
     x_fool = x.detach().clone()
     with hooks.preserved_state(model):
@@ -235,11 +234,10 @@ def fooling_image(
             goal = class_indices(output, target)
     missed = (output.argmax(1) != goal).nonzero().flatten().tolist()
     if missed:
-        warnings.warn(
+        warn(
             f"fooling_image: image(s) {missed} are not yet predicted as their target after "
             f"max_steps={max_steps} steps of size {step_size:g}; raise max_steps or step_size",
             RuntimeWarning,
-            stacklevel=2,
         )
     return x_fool
 

@@ -1,4 +1,5 @@
-"""Exercise checkers for lesson 09 (adversarial examples): an FGSM function and one PGD step.
+"""Exercise checkers for lesson 09 (adversarial examples): an FGSM function, one PGD step and a
+whole PGD with its random start.
 
 They work like ``gradviz_lab.check`` (whose ``run_checks`` they use): seeded small random CNNs,
 the student's function called as ``f(model, x, target, **knobs)`` with ``target`` a tensor of B
@@ -127,4 +128,61 @@ def check_pgd_step(student: Method) -> CheckReport:
     return run_checks("pgd step", student, _reference_pgd_step, _pgd_cases(), mistakes, atol=1e-9)
 
 
-__all__ = ["check_fgsm", "check_pgd_step"]
+# --- the whole PGD, with its random start -------------------------------------------------------
+
+
+def _pgd_run_cases() -> list[Case]:
+    """Both norms, with and without the random start, a few steps each (seed 7)."""
+    cases = []
+    for case in _attack_cases(epsilons=(0.1,))[::2]:  # the untargeted ones
+        for norm, epsilon in (("linf", 0.1), ("l2", 0.5)):
+            for random_start in (True, False):
+                knobs = {"epsilon": epsilon, "steps": 3, "step_size": epsilon / 2, "norm": norm,
+                         "random_start": random_start, "seed": 7}
+                start = "random start" if random_start else "from x"
+                description = case.description.replace("untargeted, epsilon 0.1", f"{norm}, epsilon {epsilon}, {start}")
+                cases.append(Case(description, case.model, case.x, case.target, knobs))
+    return cases
+
+
+def _reference_pgd(model, x, target, epsilon, steps, step_size, norm, random_start, seed):
+    return attacks.pgd(model, x, epsilon=epsilon, steps=steps, step_size=step_size, norm=norm,
+                       random_start=random_start, seed=seed, labels=target)
+
+
+def _pgd_never_random(model, x, target, epsilon, steps, step_size, norm, random_start, seed):
+    return _reference_pgd(model, x, target, epsilon, steps, step_size, norm, False, seed)
+
+
+def _pgd_always_random(model, x, target, epsilon, steps, step_size, norm, random_start, seed):
+    return _reference_pgd(model, x, target, epsilon, steps, step_size, norm, True, seed)
+
+
+def _pgd_start_unclamped(model, x, target, epsilon, steps, step_size, norm, random_start, seed):
+    x_adv = x.clone()
+    if random_start:
+        x_adv = x + attacks.random_in_ball(x, epsilon, norm, torch.Generator().manual_seed(seed))
+    for _ in range(steps):
+        x_adv = _reference_pgd_step(model, x, target, x_adv, epsilon, step_size, norm)
+    return x_adv
+
+
+def check_pgd(student: Method) -> CheckReport:
+    """pgd(model, x, target, epsilon, steps, step_size, norm, random_start, seed) -> x_adv: start
+    at x, or, with random_start=True, at x + attacks.random_in_ball(x, epsilon, norm,
+    torch.Generator().manual_seed(seed)) clamped to [0, 1] (the draw ``attacks.pgd`` makes), then
+    ``steps`` PGD steps up the loss of the labels ``target`` (Madry et al. 2018). Compared with
+    ``attacks.pgd`` with the same settings."""
+    mistakes = {
+        "random_start=True asks for a random start: begin at x + a point drawn uniformly from the "
+        "ball, attacks.random_in_ball(x, epsilon, norm, torch.Generator().manual_seed(seed)), "
+        "clamped to [0, 1], then take the steps (you started at x).": _pgd_never_random,
+        "with random_start=False the attack starts at x itself: draw the random start only when "
+        "asked.": _pgd_always_random,
+        "clamp the random start to [0, 1] before the first step: x + a point of the ball can leave "
+        "the pixel range.": _pgd_start_unclamped,
+    }
+    return run_checks("pgd", student, _reference_pgd, _pgd_run_cases(), mistakes, atol=1e-9)
+
+
+__all__ = ["check_fgsm", "check_pgd", "check_pgd_step"]

@@ -18,7 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "exercises": ("gradviz_lab.exercises", "generate exercises/ from solutions/ (or --check for staleness)"),
     "train": ("gradviz_lab.train", "train a lab model (digits, digits-robust, shapes, shapes-tagged, shapes-softplus) into ./lab-models/ or --out"),
     "explain": ("gradviz_lab.explain", "write the figure explaining one image (model, method, target, knobs) to a PNG"),
-    "gradient-flow": ("gradviz_lab.diagnostics", "vanishing gradients: train deep sigmoid/relu/batchnorm/residual nets, plot the flow"),
+    "gradient-flow": ("gradviz_lab.diagnostics.cli", "vanishing gradients: train deep sigmoid/relu/batchnorm/residual nets, plot the flow"),
 }
 
 

@@ -18,22 +18,15 @@ import math
 import sys
 from pathlib import Path
 
+from . import methods
+
 # Kept here (not imported from the modules that define them) so that --help imports no torch;
-# tests/test_explain.py checks they match models.py and widgets/recipes.py.
+# tests/test_explain.py checks they match models.py and widgets/gallery.py. The methods and their
+# knobs come from the registry, gradviz_lab.methods, which imports no torch either.
 LAB_MODELS = ("digits", "digits-robust", "shapes", "shapes-tagged", "shapes-softplus")
 IMAGENET_MODELS = ("vgg16", "vgg19", "alexnet", "resnet18", "resnet50")
-METHOD_NAMES = (
-    "occlusion",
-    "saliency",
-    "gradient",
-    "smoothgrad",
-    "deconvnet",
-    "guided-backprop",
-    "gradcam",
-    "guided-gradcam",
-    "integrated-gradients",
-)
-BASELINES = ("black", "grey", "mean", "blur")
+METHOD_NAMES = methods.names()  # as the command was built; ``methods.names()`` is the live list
+BASELINES = methods.BASELINES
 PHOTOS = ("cat", "coffee", "rocket", "astronaut", "cat_and_coffee")
 
 
@@ -52,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="lab model or ImageNet model (default: shapes)",
     )
     parser.add_argument(
-        "--method", default="gradcam", choices=METHOD_NAMES, help="default: gradcam"
+        "--method", default="gradcam", choices=methods.names(), help="default: gradcam"
     )
     parser.add_argument(
         "--target",
@@ -83,43 +76,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--list", action="store_true", help="list the shipped examples of --model and exit"
     )
     knobs = parser.add_argument_group("method knobs (the dashboards' sliders)")
-    knobs.add_argument(
-        "--window", type=int, help="occlusion: window side in pixels (default: image side / 4)"
-    )
-    knobs.add_argument(
-        "--stride", type=int, help="occlusion: stride in pixels (default: window / 4)"
-    )
-    knobs.add_argument(
-        "--baseline",
-        choices=BASELINES,
-        help="occlusion and integrated-gradients: what replaces the image (default black; "
-        "occlusion on the shapes models: mean)",
-    )
-    knobs.add_argument(
-        "--reduce", choices=("max", "mean"), help="saliency: reduction over colour channels"
-    )
-    knobs.add_argument(
-        "--sigma",
-        type=float,
-        help="smoothgrad: noise std as a fraction of the value range (default 0.15; 0.05 on the "
-        "shapes models, which misread noisier copies)",
-    )
-    knobs.add_argument("--n-samples", type=int, help="smoothgrad: number of noisy copies")
-    knobs.add_argument(
-        "--variant", choices=("mean", "squared", "variance"), help="smoothgrad variant"
-    )
-    knobs.add_argument("--seed", type=int, help="smoothgrad: noise seed")
-    knobs.add_argument("--steps", type=int, help="integrated-gradients: number of path points")
-    knobs.add_argument(
-        "--layer",
-        help="gradcam: layer name; gradient/deconvnet/guided-backprop: explain "
-        "a channel of this layer instead of a class",
-    )
-    knobs.add_argument(
-        "--channel",
-        type=int,
-        help="with --layer: the channel whose strongest response is explained",
-    )
+    for name in methods.knob_names():
+        knobs.add_argument(_option(name), **_knob_option(name))
+
+
+# how a knob's kind is read from the command line; a "choice" knob lists its choices instead
+_KNOB_TYPES = {"int": int, "float": float, "name": str, "choice": None}
+
+
+def _knob_option(name: str) -> dict:
+    """argparse settings of the option of knob ``name``, from the registry: its type or choices,
+    and a help line per method that has it ("occlusion, integrated-gradients: what replaces ...")."""
+    having = [(m.name, m.knob(name)) for m in methods.REGISTRY.values() if name in m.defaults]
+    helps: dict[str, list[str]] = {}
+    for method, knob in having:
+        default = "" if knob.default is None or knob.kind == "name" else f" (default {knob.default})"
+        helps.setdefault(knob.help + default, []).append(method)
+    first = having[0][1]
+    option = {"help": "; ".join(f"{', '.join(ms)}: {text}" for text, ms in helps.items())}
+    if first.kind == "choice":
+        option["choices"] = first.choices
+    else:
+        option["type"] = _KNOB_TYPES[first.kind]
+    return option
 
 
 OVERLAID = ("gradcam",)  # the methods whose map is drawn over the image, at --alpha
@@ -143,11 +122,11 @@ def _option(dest: str) -> str:
     return "--" + dest.replace("_", "-")
 
 
-def check_options(args: argparse.Namespace, methods: dict[str, dict]) -> None:
-    """Refuse options the chosen method would silently ignore (``methods``: each method's knobs,
+def check_options(args: argparse.Namespace, knobs: dict[str, dict]) -> None:
+    """Refuse options the chosen method would silently ignore (``knobs``: each method's knobs,
     ``recipes.METHODS``), and an --out or --dpi that cannot be written, before any work is done."""
-    knobs_of_method = methods[args.method]
-    every_knob = dict.fromkeys(k for knobs in methods.values() for k in knobs)
+    knobs_of_method = knobs[args.method]
+    every_knob = dict.fromkeys(k for method_knobs in knobs.values() for k in method_knobs)
     foreign = [k for k in every_knob if getattr(args, k, None) is not None and k not in knobs_of_method]
     if foreign:
         raise ValueError(

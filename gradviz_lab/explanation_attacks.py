@@ -15,9 +15,12 @@ ReLU model the gradients come from ``smooth_copy(model)``, the same weights with
 replaced by a softplus of large beta (Dombrowski et al.'s beta-smoothing), while the result is
 judged on the ReLU model itself.
 
-The map attacked is the saliency map S(x) = sum over channels of |d y_c / d x|, normalised to sum
-1 over the pixels (so only where it points matters, not its scale); c is the class the model
-predicts for the clean image.
+The map attacked is the saliency map S(x) = sum over channels of |d y_c / d x|, or (for
+``fragility_attack``, ``method="integrated-gradients"``) the integrated-gradients map
+sum over channels of |IG(x)| from a black baseline, normalised to sum 1 over the pixels (so only
+where it points matters, not its scale); c is the class the model predicts for the clean image.
+How far a map moved: ``topk_intersection`` (Ghorbani et al.'s measure) and ``rank_correlation``
+(Spearman's rho over all the pixels).
 """
 
 from __future__ import annotations
@@ -30,10 +33,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import hooks
-from ._checks import check_images, check_number, check_positive_int
+from ._checks import check_choice, check_images, check_number, check_positive_int
 from ._forward import run_model
 from .attacks import check_bounds
 from .attribution._common import gradients_on
+from .attribution.integrated import path_points
+from .evaluate.similarity import spearman
+
+MAPS = ("saliency", "integrated-gradients")  # the explanations fragility_attack can move
+IG_STEPS = 16  # path points of the integrated-gradients map (Gauss-Legendre: lesson 06)
 
 
 def smooth_copy(model: nn.Module, beta: float = 10.0) -> nn.Module:
@@ -63,6 +71,57 @@ def saliency_distribution(model: nn.Module, x: torch.Tensor, classes: torch.Tens
         (gradient,) = torch.autograd.grad(scores, x, create_graph=create_graph)
     magnitude = gradient.abs().sum(dim=1)
     return magnitude / magnitude.flatten(1).sum(1).clamp_min(torch.finfo(x.dtype).tiny).view(-1, 1, 1)
+
+
+def integrated_gradients_distribution(model: nn.Module, x: torch.Tensor, classes: torch.Tensor,
+                                      steps: int = IG_STEPS, create_graph: bool = False) -> torch.Tensor:
+    """The integrated-gradients map from the black baseline x' = 0, as a distribution (B, H, W):
+
+        IG(x) = x * sum_k w_k d y_c / d x (a_k x),     S(x) = sum over channels of |IG(x)|, / sum S
+
+    with the Gauss-Legendre nodes a_k and weights w_k of ``attribution.integrated_gradients``
+    (the same map, computed here in one batch of steps * B path points so that, with
+    ``create_graph``, it can be differentiated again w.r.t. x). Note the factor x: even on a
+    piecewise-linear ReLU model the map has a non-zero derivative through it, so the attack moves
+    an IG map without a smooth surrogate (only the gradient factor's own derivative vanishes)."""
+    steps = check_positive_int(steps, "steps")
+    nodes, weights = (torch.as_tensor(v, dtype=x.dtype, device=x.device)
+                      for v in path_points(steps, "gauss-legendre"))
+    with gradients_on():
+        if not x.requires_grad:
+            x = x.detach().clone().requires_grad_(True)
+        path = nodes.view(-1, 1, 1, 1, 1) * x.unsqueeze(0)  # (steps, B, C, H, W): x' + a (x - x'), x' = 0
+        flat = path.reshape(-1, *x.shape[1:])
+        scores = run_model(model, flat).gather(1, classes.repeat(steps).view(-1, 1)).sum()
+        (gradient,) = torch.autograd.grad(scores, flat, create_graph=create_graph)
+    mean_gradient = (weights.view(-1, 1, 1, 1, 1) * gradient.view(path.shape)).sum(0)
+    magnitude = (x * mean_gradient).abs().sum(dim=1)
+    if not create_graph:
+        magnitude = magnitude.detach()
+    return magnitude / magnitude.flatten(1).sum(1).clamp_min(torch.finfo(x.dtype).tiny).view(-1, 1, 1)
+
+
+def explanation_distribution(model: nn.Module, x: torch.Tensor, classes: torch.Tensor,
+                             method: str = "saliency", create_graph: bool = False,
+                             ig_steps: int = IG_STEPS) -> torch.Tensor:
+    """The map of ``method`` ("saliency" or "integrated-gradients", with ``ig_steps`` path
+    points) as a distribution (B, H, W)."""
+    check_choice(method, "method", MAPS)
+    if method == "saliency":
+        return saliency_distribution(model, x, classes, create_graph)
+    return integrated_gradients_distribution(model, x, classes, ig_steps, create_graph)
+
+
+def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spearman's rank correlation of maps a[i] and b[i] over their pixels, (B, ...) -> (B,)
+    float64 (Ghorbani et al.'s second measure, beside the top-k intersection):
+
+        rho = Pearson correlation of rank(a_i) and rank(b_i)      (ties get average ranks)
+
+    1 = the pixels in the same order, -1 = the reverse order, nan for a constant map. The maps
+    are compared as they are (signed); the attacked maps are magnitudes already.
+    ``evaluate.spearman`` computes it (lesson 07's randomisation check uses it too)."""
+    return spearman(a, b, absolute=False)
 
 
 def topk_intersection(a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
@@ -123,20 +182,26 @@ def fragility_attack(
     steps: int = 20,
     step_size: float | None = None,
     surrogate: nn.Module | None = None,
+    method: str = "saliency",
+    ig_steps: int = IG_STEPS,
     bounds: Sequence[float] = (0.0, 1.0),
 ) -> torch.Tensor:
-    """Ghorbani et al.'s top-k attack on the saliency map: with M the k most salient pixels of
-    the clean image and S the normalised saliency map,
+    """Ghorbani et al.'s top-k attack on an explanation: with M the k most salient pixels of
+    the clean image and S the normalised map (``method``: "saliency", or "integrated-gradients"
+    from a black baseline with ``ig_steps`` path points; the paper attacks both),
 
         x_{t+1} = clip(P_eps(x_t - alpha * sign(d/dx sum_{p in M} S_p(x_t))), low, high)
 
     a step is kept only for the images whose predicted class it does not change, and each image
     ends at the iterate with the smallest top-k intersection with its clean map. The gradient is
     taken on ``surrogate`` (default: the model itself; for a ReLU model pass ``smooth_copy(model)``:
-    on the ReLU model the gradient is zero and nothing moves); the class and the maps are judged
-    on ``model``. step_size defaults to epsilon / 10. Returns x_adv (B, C, H, W), detached.
+    on the ReLU model the saliency map's gradient is zero and nothing moves; the IG map moves a
+    little through its factor x); the class and the maps are judged on ``model``. step_size
+    defaults to epsilon / 10. Returns x_adv (B, C, H, W), detached.
     """
     epsilon, steps, alpha, (low, high) = _attack_setup(model, x, epsilon, steps, step_size, bounds)
+    check_choice(method, "method", MAPS)
+    ig_steps = check_positive_int(ig_steps, "ig_steps")
     if check_positive_int(k, "k") > x.shape[-2] * x.shape[-1]:
         raise ValueError(f"k must be at most the number of pixels of a map ({x.shape[-2] * x.shape[-1]}), got {k}")
     surrogate = model if surrogate is None else surrogate
@@ -145,7 +210,7 @@ def fragility_attack(
     with hooks.preserved_state(model), hooks.preserved_state(surrogate), gradients_on():
         x = x.detach().clone()
         classes = _predicted(model, x)
-        clean = saliency_distribution(model, x, classes).detach()
+        clean = explanation_distribution(model, x, classes, method, ig_steps=ig_steps).detach()
         top = torch.zeros(clean.flatten(1).shape, dtype=x.dtype, device=x.device)
         top.scatter_(1, clean.flatten(1).topk(k, dim=1).indices, 1.0)
         best, best_overlap = x.clone(), torch.ones(len(x), dtype=torch.float64, device=x.device)
@@ -153,10 +218,13 @@ def fragility_attack(
         for _ in range(steps):
             with gradients_on():
                 leaf = current.clone().requires_grad_(True)
-                mass = (saliency_distribution(surrogate, leaf, classes, create_graph=True).flatten(1) * top).sum()
+                mass = (explanation_distribution(surrogate, leaf, classes, method, True, ig_steps)
+                        .flatten(1) * top).sum()
                 gradient = second_order_gradient(mass, leaf)
             current = class_keeping_step(model, current, gradient, x, alpha, epsilon, (low, high), classes)
-            overlap = topk_intersection(saliency_distribution(model, current, classes).detach(), clean, k)
+            overlap = topk_intersection(
+                explanation_distribution(model, current, classes, method, ig_steps=ig_steps).detach(),
+                clean, k)
             better = overlap < best_overlap
             best = torch.where(better.view(-1, 1, 1, 1), current, best)
             best_overlap = torch.where(better, overlap, best_overlap)

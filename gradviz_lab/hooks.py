@@ -5,7 +5,8 @@ a layer's activations and change how a ReLU back-propagates. A hook that is neve
 changing the model long after the demo that needed it, so each context manager here removes what
 it added in a ``finally`` block, also when the code inside raises.
 
-- ``preserved_state(model)``       the model leaves exactly as it came in
+- ``preserved_state(model)``       the model leaves exactly as it came in (``ModelState``)
+- ``training_mode(model, flag)``   train/eval flags set inside, every module's own restored
 - ``captured_layer(model, name, module)`` a layer's outputs, kept so gradients can be taken w.r.t. them
 - ``relu_backward_rule(model, rule)`` a new backward pass through every ``nn.ReLU``
 - ``forward_shapes(model)``        the output shape of every module, in the order they finish
@@ -18,7 +19,6 @@ it added in a ``finally`` block, also when the code inside raises.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
+
+from ._warnings import warn
 
 # The dicts in which nn.Module keeps its hooks (hook id -> function).
 _HOOK_DICTS = (
@@ -50,36 +52,78 @@ def count_hooks(model: nn.Module) -> int:
 # --- preserved_state -------------------------------------------------------------------------
 
 
+@dataclass
+class ModelState:
+    """Everything an explanation could change in a model, as ``of(model)`` found it: the
+    train/eval flag of every module, ``requires_grad`` of every parameter, every parameter's
+    ``.grad`` (the same tensor, its values copied; None stays None), every buffer's values
+    (BatchNorm statistics move when a model in train mode runs forward) and the ids of every
+    module's hooks. ``restore()`` puts all of it back. (No method of the kit writes weights.)"""
+
+    modes: list[tuple[nn.Module, bool]]
+    requires_grad: list[tuple[nn.Parameter, bool]]
+    grads: list[tuple[torch.Tensor, torch.Tensor] | None]
+    buffers: list[tuple[torch.Tensor, torch.Tensor]]
+    hook_ids: list[tuple[nn.Module, dict[str, set[int]]]]
+
+    @classmethod
+    def of(cls, model: nn.Module) -> ModelState:
+        params = list(model.parameters())
+        return cls(
+            modes=_modes(model),
+            requires_grad=[(p, p.requires_grad) for p in params],
+            grads=[None if p.grad is None else _snapshot(p.grad) for p in params],
+            buffers=[_snapshot(b) for b in model.buffers()],
+            hook_ids=[(m, {d: set(getattr(m, d, {})) for d in _HOOK_DICTS}) for m in model.modules()],
+        )
+
+    def restore(self) -> int:
+        """Put everything back; returns the number of hooks added since and now removed."""
+        _restore_modes(self.modes)
+        with torch.no_grad():
+            for (p, flag), saved in zip(self.requires_grad, self.grads):
+                p.requires_grad_(flag)
+                p.grad = None if saved is None else _restored(*saved)
+            for saved in self.buffers:
+                _restored(*saved)
+        return _remove_new_hooks(self.hook_ids)
+
+
 @contextmanager
 def preserved_state(model: nn.Module) -> Iterator[nn.Module]:
-    """Restore, on exit, everything an explanation could change in the model.
-
-    Restored exactly: the train/eval flag of every module, ``requires_grad`` of every parameter,
-    every parameter's ``.grad`` (the same tensor with the same values; ``None`` stays ``None``)
-    and the values of every buffer (BatchNorm running statistics move when a model in train mode
-    runs forward). Module hooks added inside and not removed are removed, with a warning, since a
-    leaked hook would silently change every later forward pass.
-    """
-    training = [(m, m.training) for m in model.modules()]
-    params = list(model.parameters())
-    requires_grad = [p.requires_grad for p in params]
-    grads = [None if p.grad is None else _snapshot(p.grad) for p in params]
-    buffers = [_snapshot(b) for b in model.buffers()]
-    hook_ids = [(m, {d: set(getattr(m, d, {})) for d in _HOOK_DICTS}) for m in model.modules()]
+    """Restore, on exit, everything an explanation could change in the model (``ModelState``),
+    also when the block raises. Module hooks added inside and not removed are removed, with a
+    warning, since a leaked hook would silently change every later forward pass."""
+    state = ModelState.of(model)
     try:
         yield model
     finally:
-        for module, flag in training:
-            module.training = flag
-        with torch.no_grad():
-            for p, flag, saved in zip(params, requires_grad, grads):
-                p.requires_grad_(flag)
-                p.grad = None if saved is None else _restored(*saved)
-            for saved in buffers:
-                _restored(*saved)
-        leaked = _remove_new_hooks(hook_ids)
+        leaked = state.restore()
         if leaked:
-            warnings.warn(f"removed {leaked} hook(s) left on the model", RuntimeWarning, 3)
+            warn(f"removed {leaked} hook(s) left on the model", RuntimeWarning)
+
+
+@contextmanager
+def training_mode(model: nn.Module, training: bool | None = None) -> Iterator[nn.Module]:
+    """Every module's own train/eval flag restored on exit (not ``model.train(flag)``, which
+    would give every submodule the top module's flag); with training=True or False, the block
+    runs with ``model.train(training)``."""
+    modes = _modes(model)
+    if training is not None:
+        model.train(training)
+    try:
+        yield model
+    finally:
+        _restore_modes(modes)
+
+
+def _modes(model: nn.Module) -> list[tuple[nn.Module, bool]]:
+    return [(m, m.training) for m in model.modules()]
+
+
+def _restore_modes(modes: list[tuple[nn.Module, bool]]) -> None:
+    for module, flag in modes:
+        module.training = flag
 
 
 def _snapshot(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -317,20 +361,18 @@ def relu_backward_rule(model: nn.Module, rule: ReluRule) -> Iterator[None]:
         for handle in handles:
             handle.remove()
     if spy.functional_calls:
-        warnings.warn(
+        warn(
             f"the model called relu as a function {spy.functional_calls} time(s) (F.relu, "
             "torch.relu or x.relu()); only nn.ReLU modules can be changed, so the plain gradient "
             "flowed through those calls. Use nn.ReLU modules for deconvnet/guided backprop.",
             FunctionalReLUWarning,
-            stacklevel=4,
         )
     elif not relus:
-        warnings.warn(
+        warn(
             f"{type(model).__name__} has no nn.ReLU module and calls no relu, so the backward rule "
             "changed nothing: deconvnet and guided backprop are rules for ReLUs, and here they "
             "equal the plain gradient.",
             NoReLUWarning,
-            stacklevel=4,
         )
 
 

@@ -10,7 +10,8 @@ takes four explicit steps, each a function here:
                   Zero stays zero: "no attribution" always has the same colour.
 3. ``colorize``   a sequential colormap for magnitudes (dark = 0, bright = large) and a
                   diverging one centred on zero for signed maps (blue < 0 < red, white = 0).
-4. ``overlay`` / ``show_grid`` / ``save_png``  pictures for a notebook or a slide.
+4. ``overlay`` / ``show_grid`` / ``save_png``  pictures for a notebook or a slide (the last two
+                  live in ``figures.py`` and are found here as well).
 
 Everything here returns NumPy arrays or matplotlib ``Figure`` objects and never touches pyplot's
 global state, so it runs the same in a notebook, a test, a widget callback or a script.
@@ -18,17 +19,13 @@ global state, so it runs the same in a notebook, a test, a widget callback or a 
 
 from __future__ import annotations
 
-import io
-from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Union
 
 import numpy as np
 import torch
 from matplotlib import colormaps
-from matplotlib.figure import Figure
 
-from ._checks import check_flag, check_number
+from ._checks import check_number
 
 ArrayLike = Union[torch.Tensor, np.ndarray]
 
@@ -263,246 +260,14 @@ def overlay(
     return ((1.0 - alpha) * rgb + alpha * colours).astype(np.float32)
 
 
-class NotebookFigure(Figure):
-    """A matplotlib Figure that shows itself as a PNG when it is the last expression of a cell,
-    even where pyplot (which installs the notebook's figure display) was never imported."""
-
-    def _repr_png_(self) -> bytes:
-        return figure_to_png(self, dpi=100)
+# The figures (the grid of maps, PNG bytes and files) live in figures.py; they are part of viz's
+# interface, looked up there on first use (figures.py builds on the functions above).
+_FIGURES = ("NotebookFigure", "show_grid", "figure_to_png", "save_png")
 
 
-def _batch_of_images(images: ArrayLike) -> np.ndarray:
-    imgs = as_numpy(images, "images")
-    if imgs.ndim == 3:
-        imgs = imgs[None]
-    if imgs.ndim != 4 or imgs.shape[1] not in (1, 3):
-        raise ValueError(
-            f"images must be (B, C, H, W) or (C, H, W) with C = 1 or 3, got {tuple(imgs.shape)}"
-        )
-    return imgs
+def __getattr__(name: str):
+    if name in _FIGURES:
+        from . import figures
 
-
-def _batch_of_maps(title: str, maps: ArrayLike, batch: int, mode: str, reduce: str) -> np.ndarray:
-    m = as_numpy(maps, f"maps[{title!r}]")
-    if m.ndim == 4:
-        m = to_2d(m, mode=mode, reduce=reduce)
-    elif m.ndim == 2:
-        m = m[None]
-    if m.ndim != 3 or m.shape[0] != batch:
-        raise ValueError(
-            f"maps[{title!r}] has shape {tuple(as_numpy(maps).shape)}; expected (B, C, H, W), "
-            f"(B, H, W) or, for one image, (H, W), with B = {batch} images"
-        )
-    return m
-
-
-def show_grid(
-    images: ArrayLike,
-    maps: Mapping[str, ArrayLike],
-    *,
-    mode: str = "magnitude",
-    reduce: str = "sum",
-    clip_percentile: float = DEFAULT_CLIP_PERCENTILE,
-    alpha: float | Mapping[str, float | None] | None = None,
-    row_titles: Sequence[str] | None = None,
-    colorbar: bool = True,
-    panel_inches: float = 3.0,
-    font_size: float = 16.0,
-) -> Figure:
-    """One row per image: the image, then one panel per method, with titles and colorbars.
-
-    images  (B, C, H, W) or (C, H, W) in [0, 1].
-    maps    {title: map}; each map is (B, C, H, W) (reduced here with ``to_2d(mode, reduce)``),
-            (B, H, W), or (H, W) for a single image.
-    alpha   None draws the maps on their own; a number overlays them on the image; a dict
-            {title: alpha or None} chooses per map.
-    A map with negative values is drawn with the diverging colormap centred on zero, other maps
-    with the sequential one; colorbars are in the map's own units, clipped at the percentile.
-    Fonts are large for a projector. Returns a matplotlib Figure (``save_png`` writes it).
-    """
-    if not isinstance(maps, Mapping):
-        raise TypeError(f"maps must be a dict {{title: map}}, got {type(maps).__name__}")
-    for value, name in ((panel_inches, "panel_inches"), (font_size, "font_size")):
-        if check_number(value, name) <= 0:
-            raise ValueError(f"{name} must be positive, got {value}")
-    check_flag(colorbar, "colorbar")
-    imgs = _batch_of_images(images)
-    batch = imgs.shape[0]
-    batches = {t: _batch_of_maps(t, m, batch, mode, reduce) for t, m in maps.items()}
-    alphas = dict(alpha) if isinstance(alpha, Mapping) else {title: alpha for title in batches}
-    if set(alphas) != set(batches):
-        raise ValueError(f"alpha has titles {sorted(alphas)}, maps have {sorted(batches)}")
-    for title, value in alphas.items():
-        if value is not None and not 0.0 <= check_number(value, f"alpha of {title!r}") <= 1.0:
-            raise ValueError(f"alpha of {title!r} must be in [0, 1], got {value}")
-    if row_titles is not None and len(row_titles) != batch:
-        raise ValueError(f"row_titles has {len(row_titles)} entries for {batch} images")
-    fig, image_axes, map_axes, bar_axes = _grid_layout(
-        batch, len(batches), colorbar, panel_inches, font_size, row_titles is not None,
-        image_shape=imgs.shape[-2:],
-    )
-    for row in range(batch):
-        rgb = to_rgb(imgs[row])
-        _image_panel(image_axes[row], rgb, "image" if row == 0 else None, font_size)
-        if row_titles is not None:
-            image_axes[row].set_ylabel(row_titles[row], fontsize=font_size * 0.85)
-        for col, (title, batch_maps) in enumerate(batches.items()):
-            _map_panel(
-                map_axes[row][col],
-                bar_axes[row][col],
-                rgb,
-                batch_maps[row],
-                title if row == 0 else None,
-                clip_percentile,
-                alphas[title],
-                font_size,
-            )
-    return fig
-
-
-def _grid_layout(
-    rows: int,
-    n_maps: int,
-    colorbar: bool,
-    panel_inches: float,
-    font_size: float,
-    row_titles: bool,
-    image_shape: tuple[int, int] = (1, 1),
-) -> tuple[Figure, list, list[list], list[list]]:
-    """A fixed grid (no layout engine, about twice as fast to draw as constrained layout).
-
-    Columns: image, then per map [spacer, map, gap, colorbar, room for its tick labels], in units
-    of panel_inches. The image and map cells take the images' aspect ratio, their longer side
-    panel_inches: a square cell would shrink a wide image (gaps above and below, a colorbar taller
-    than its map) or a tall one (gaps beside it).
-    """
-    image_height, image_width = (int(n) for n in image_shape)
-    longer = max(image_height, image_width)
-    cell_width, cell_height = image_width / longer, image_height / longer  # in panel_inches
-    per_map = [0.1, cell_width, 0.04, 0.07, 0.35] if colorbar else [0.06, cell_width]
-    ratios = [cell_width] + per_map * n_maps
-    title_inches = font_size * 2.0 / 72.0
-    left_inches = font_size * 1.8 / 72.0 if row_titles else 0.08
-    row_gap = 0.06
-    width = panel_inches * sum(ratios) + left_inches + 0.08
-    # rows apart by row_gap * panel_inches whatever the aspect: room for the colorbars' end ticks
-    height = panel_inches * (rows * cell_height + row_gap * (rows - 1)) + title_inches + 0.08
-    fig = NotebookFigure(figsize=(width, height))
-    grid = fig.add_gridspec(
-        rows,
-        len(ratios),
-        width_ratios=ratios,
-        wspace=0.0,
-        hspace=row_gap / cell_height,  # (a fraction of a row's height)
-        left=left_inches / width,
-        right=1 - 0.08 / width,
-        top=1 - title_inches / height,
-        bottom=0.08 / height,
-    )
-    image_axes = [fig.add_subplot(grid[r, 0]) for r in range(rows)]
-    first = 2  # column of the first map panel (after the image and a spacer)
-    step = len(per_map)
-    map_axes = [
-        [fig.add_subplot(grid[r, first + k * step]) for k in range(n_maps)] for r in range(rows)
-    ]
-    bar_axes = [
-        [
-            fig.add_subplot(grid[r, first + 2 + k * step]) if colorbar else None
-            for k in range(n_maps)
-        ]
-        for r in range(rows)
-    ]
-    return fig, image_axes, map_axes, bar_axes
-
-
-def _image_panel(ax, rgb: np.ndarray, title: str | None, font_size: float) -> None:
-    ax.imshow(rgb, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title, fontsize=font_size)
-
-
-def _map_panel(
-    ax,
-    bar_ax,
-    rgb: np.ndarray,
-    map2d: np.ndarray,
-    title: str | None,
-    clip_percentile: float,
-    alpha: float | None,
-    font_size: float,
-) -> None:
-    signed = bool((map2d < 0).any())
-    vmin, vmax = color_limits(map2d, clip_percentile, signed)
-    cmap = colormap_for(signed)
-    if alpha is None:
-        ax.imshow(map2d, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
-    else:
-        ax.imshow(overlay(rgb, map2d, alpha, signed, clip_percentile), interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title, fontsize=font_size)
-    if bar_ax is not None:
-        _colorbar(bar_ax, cmap, vmin, vmax, font_size * 0.7)
-
-
-def _colorbar(ax, cmap: str, vmin: float, vmax: float, font_size: float) -> None:
-    """A light colorbar: a gradient strip with ticks at vmin, (0,) vmax in the map's units.
-
-    Drawn as a small image rather than with ``Figure.colorbar``, which costs ~20 ms per panel.
-    """
-    gradient = np.linspace(0.0, 1.0, 256)[:, None]
-    ax.imshow(gradient, aspect="auto", cmap=cmap, origin="lower", extent=(0, 1, vmin, vmax))
-    ticks = [vmin, 0.0, vmax] if vmin < 0 else [vmin, vmax]
-    ax.set_xticks([])
-    ax.yaxis.tick_right()
-    ax.set_yticks(ticks, [f"{t:.3g}" for t in ticks], fontsize=font_size)
-
-
-def figure_to_png(fig: Figure, dpi: float = 100, compress_level: int = 6) -> bytes:
-    """The figure as PNG bytes (for an ``ipywidgets.Image`` or a file).
-
-    compress_level 0-9: 1 encodes fastest (the dashboards redraw on every slider change),
-    9 gives the smallest file.
-    """
-    if not isinstance(fig, Figure):
-        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
-    if not check_number(dpi, "dpi") > 0:
-        raise ValueError(f"dpi must be positive, got {dpi}")
-    width, height = (float(inches) * dpi for inches in fig.get_size_inches())
-    if width * height > MAX_FIGURE_PIXELS:
-        largest = dpi * (MAX_FIGURE_PIXELS / (width * height)) ** 0.5
-        raise ValueError(
-            f"at dpi={dpi:g} the PNG would be {width:,.0f} x {height:,.0f} pixels, more than the "
-            f"kit's {MAX_FIGURE_PIXELS:,} (about 6,300 x 6,300): use dpi <= {int(largest)}"
-        )
-    if compress_level not in range(10):
-        raise ValueError(f"compress_level must be an int from 0 to 9, got {compress_level!r}")
-    buffer = io.BytesIO()
-    # No bbox_inches="tight": the PNG is exactly figsize * dpi pixels, which slides rely on.
-    fig.savefig(buffer, format="png", dpi=dpi, pil_kwargs={"compress_level": compress_level})
-    return buffer.getvalue()
-
-
-def save_png(fig: Figure, path: str | Path, dpi: float = SLIDE_DPI, overwrite: bool = False) -> Path:
-    """Write the figure to ``path`` as a PNG of figsize * dpi pixels; returns the path.
-
-    An existing file is never replaced unless ``overwrite=True``: it may be someone's work.
-    """
-    path = Path(path)
-    check_flag(overwrite, "overwrite")
-    if path.suffix.lower() != ".png":
-        raise ValueError(
-            f"save_png writes PNG files; the path should end in .png, got {path.name!r}"
-        )
-    if not path.parent.is_dir():
-        raise ValueError(f"folder {str(path.parent)!r} does not exist (or is not a folder)")
-    if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"{str(path)!r} exists; pass overwrite=True to replace it, or choose another name"
-        )
-    png = figure_to_png(fig, dpi)  # drawn before the file is opened: an error leaves no stub
-    path.write_bytes(png)
-    return path
+        return getattr(figures, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

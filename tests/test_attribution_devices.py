@@ -4,35 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_core_nets import images, small_cnn
+from conftest import EVERY_METHOD, images, small_cnn
 
-from gradviz_lab.attribution import (
-    deconvnet,
-    gradcam,
-    guided_backprop,
-    guided_gradcam,
-    input_gradient,
-    integrated_gradients,
-    layer_gradients,
-    occlusion,
-    saliency,
-    smoothgrad,
-)
+from gradviz_lab.attribution import integrated_gradients, smoothgrad
 
 
-METHODS = {
-    "input_gradient": lambda m, x: input_gradient(m, x, [1, 3]),
-    "saliency": lambda m, x: saliency(m, x, [1, 3]),
-    "layer_gradients": lambda m, x: layer_gradients(m, x, "relu1", [1, 3])[1],
-    "smoothgrad": lambda m, x: smoothgrad(m, x, [1, 3], n_samples=4, variant="squared"),
-    "integrated_gradients": lambda m, x: integrated_gradients(m, x, [1, 3], steps=5,
-                                                              baseline="blur"),
-    "occlusion": lambda m, x: occlusion(m, x, [1, 3], window=3, stride=2),
-    "deconvnet": lambda m, x: deconvnet(m, x, [1, 3]),
-    "guided_backprop": lambda m, x: guided_backprop(m, x, [1, 3]),
-    "gradcam": lambda m, x: gradcam(m, x, [1, 3], layer="conv2"),
-    "guided_gradcam": lambda m, x: guided_gradcam(m, x, [1, 3], layer="relu2"),
-}
+# Every method (conftest's registry), plus the knobs whose arithmetic the registry's small
+# calls do not reach: SmoothGrad^2 and the blurred baseline.
+METHODS = {name: lambda m, x, method=method: method(m, x, [1, 3])
+           for name, method in EVERY_METHOD.items()}
+METHODS["smoothgrad-squared"] = lambda m, x: smoothgrad(m, x, [1, 3], n_samples=4, variant="squared")
+METHODS["integrated_gradients-blur"] = lambda m, x: integrated_gradients(m, x, [1, 3], steps=5,
+                                                                         baseline="blur")
 
 
 @pytest.mark.parametrize("name", list(METHODS))

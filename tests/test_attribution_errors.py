@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_core_nets import TwiceReLU, images, small_cnn
+from conftest import EVERY_METHOD, TwiceReLU, images, small_cnn
 
 from gradviz_lab.attribution import (
-    deconvnet,
     gradcam,
-    guided_backprop,
     guided_gradcam,
     input_gradient,
     integrated_gradients,
@@ -22,18 +20,6 @@ from gradviz_lab.attribution import (
 )
 
 
-EVERY_METHOD = {
-    "input_gradient": input_gradient,
-    "saliency": saliency,
-    "smoothgrad": lambda m, x, t=None: smoothgrad(m, x, t, n_samples=2),
-    "integrated_gradients": lambda m, x, t=None: integrated_gradients(m, x, t, steps=2),
-    "occlusion": lambda m, x, t=None: occlusion(m, x, t, window=4, stride=4),
-    "deconvnet": deconvnet,
-    "guided_backprop": guided_backprop,
-    "gradcam": lambda m, x, t=None: gradcam(m, x, t, layer="conv2"),
-    "guided_gradcam": lambda m, x, t=None: guided_gradcam(m, x, t, layer="conv2"),
-    "layer_gradients": lambda m, x, t=None: layer_gradients(m, x, "conv2", t),
-}
 names = list(EVERY_METHOD)
 
 
@@ -235,7 +221,7 @@ def test_occlusion_knobs(model, knob, value, error, message):
     ("steps", -3, ValueError, "steps must be >= 1, got -3"),
     ("steps", 2.0, TypeError, "steps must be an int"),
     ("rule", "simpson", ValueError, "rule must be one of"),
-    ("baseline", "black", ValueError, "baseline must be one of"),
+    ("baseline", "white", ValueError, "baseline must be one of"),
     ("baseline", torch.full((3, 8, 8), float("inf")), ValueError, "baseline contains non-finite"),
     ("batch_size", -1, ValueError, "batch_size must be >= 1"),
 ])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_core_nets import HAND_X, hand_net, linear_net
+from conftest import HAND_X, hand_net, linear_net
 
 from gradviz_lab.attribution import (
     deconvnet,

@@ -6,7 +6,8 @@ import warnings
 
 import pytest
 import torch
-from test_core_nets import (
+from conftest import (
+    EVERY_METHOD,
     images,
     linear_net,
     small_cnn,
@@ -170,14 +171,12 @@ def test_results_do_not_depend_on_batch_size(name, method):
                               rtol=1e-9, atol=1e-12), batch_size
 
 
-ALL_METHODS = [
-    ("input_gradient", lambda m, x, t: input_gradient(m, x, t)),
-    ("saliency", lambda m, x, t: saliency(m, x, t, reduce="mean")),
-    ("deconvnet", lambda m, x, t: deconvnet(m, x, t)),
-    ("guided_backprop", lambda m, x, t: guided_backprop(m, x, t)),
-    ("gradcam", lambda m, x, t: gradcam(m, x, t, layer="relu2")),
+# conftest's registry of every method, plus the knobs it does not reach, and the batched ones
+ALL_METHODS = [(n, lambda m, x, t, f=f: f(m, x, t)) for n, f in EVERY_METHOD.items()] + [
+    ("saliency-mean", lambda m, x, t: saliency(m, x, t, reduce="mean")),
+    ("gradcam-relu2", lambda m, x, t: gradcam(m, x, t, layer="relu2")),
     ("gradcam-raw", lambda m, x, t: gradcam(m, x, t, layer="conv2", upsample=False)),
-    ("guided_gradcam", lambda m, x, t: guided_gradcam(m, x, t, layer="relu1")),
+    ("guided_gradcam-relu1", lambda m, x, t: guided_gradcam(m, x, t, layer="relu1")),
 ] + [(n, lambda m, x, t, f=f: f(m, x, t, 7)) for n, f in BATCHED]
 
 

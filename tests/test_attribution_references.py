@@ -11,14 +11,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from test_core_nets import (
+from conftest import (
     TwiceReLU,
+    assert_same_state,
     images,
     small_cnn,
     smooth_cnn,
+    snapshot,
     without_inplace,
 )
-from test_hooks import assert_same_state, snapshot
 from torch import nn
 
 from gradviz_lab import hooks
@@ -31,7 +32,6 @@ from gradviz_lab.attribution import (
     guided_gradcam,
     input_gradient,
     integrated_gradients,
-    layer_gradients,
     occlusion,
     saliency,
     smoothgrad,
@@ -176,26 +176,12 @@ def test_occlusion_matches_the_per_position_loop():
 
 # --- in-place ReLU models give the maps of their inplace=False copies ------------------------
 
-METHODS = {
-    "input_gradient": lambda m, x: input_gradient(m, x, [1, 2]),
-    "saliency": lambda m, x: saliency(m, x, [1, 2]),
-    "layer_gradients": lambda m, x: torch.cat(layer_gradients(m, x, "conv2", [1, 2])),
-    "smoothgrad": lambda m, x: smoothgrad(m, x, [1, 2], n_samples=3),
-    "integrated_gradients": lambda m, x: integrated_gradients(m, x, [1, 2], steps=4),
-    "occlusion": lambda m, x: occlusion(m, x, [1, 2], window=3, stride=3),
-    "deconvnet": lambda m, x: deconvnet(m, x, [1, 2]),
-    "guided_backprop": lambda m, x: guided_backprop(m, x, [1, 2]),
-    "gradcam": lambda m, x: gradcam(m, x, [1, 2], layer="conv1"),
-    "guided_gradcam": lambda m, x: guided_gradcam(m, x, [1, 2], layer="relu2"),
-}
-
-
-@pytest.mark.parametrize("name", list(METHODS))
-def test_inplace_relu_model_gives_the_maps_of_its_inplace_false_copy(name):
+def test_inplace_relu_model_gives_the_maps_of_its_inplace_false_copy(method_name, every_method):
+    method = every_method[method_name]
     model = small_cnn(inplace=True)
     x = images(2, seed=9)
-    ours = METHODS[name](model, x)
-    assert torch.equal(ours, METHODS[name](without_inplace(model), x))
+    ours = method(model, x, [1, 2])
+    assert torch.equal(ours, method(without_inplace(model), x, [1, 2]))
     assert ours.abs().sum() > 0
 
 

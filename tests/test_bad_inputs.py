@@ -33,8 +33,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from test_attribution_errors import EVERY_METHOD
-from test_core_nets import images, small_cnn
+from conftest import EVERY_METHOD, images, small_cnn
 
 from gradviz_lab import attribution, cli, data, diagnostics, evaluate, featureviz, models, viz
 
@@ -98,24 +97,16 @@ X = images(2)
 META_MODEL = cnn().to("meta")
 NAN_TARGET = lambda output: output[:, 0] * float("nan")  # noqa: E731  (a target callable)
 
-# The twelve map methods: test_attribution_errors' table, with each layer chosen for the
-# model at hand (the cases use other models than its small CNN); "cam_layers" and
-# "default_cam_layer" take no target.
+# The twelve map methods: conftest's registry of every attribution method (its layers are found
+# on the model at hand: the cases use other models than the small CNN), and the two layer
+# finders, which take no target.
 METHODS: dict[str, Callable] = {
     **EVERY_METHOD,
-    "gradcam": attribution.gradcam,
-    "guided_gradcam": attribution.guided_gradcam,
-    "layer_gradients": lambda m, x, t=None: attribution.layer_gradients(m, x, _last_conv(m), t)[1],
     "default_cam_layer": lambda m, x, t=None: attribution.default_cam_layer(m, x),
     "cam_layers": lambda m, x, t=None: attribution.cam_layers(m, x),
 }
 TAKES_TARGET = [n for n in METHODS if n not in ("default_cam_layer", "cam_layers")]
 MAP_METHODS = [n for n in TAKES_TARGET]  # return a map (layer_gradients: its gradients)
-
-
-def _last_conv(model: nn.Module) -> str:
-    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-    return convs[-1] if convs else "no-conv"
 
 
 # --- the table ---------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import re
 
 import pytest
 import torch
-from test_hooks import assert_same_state, snapshot
+from conftest import assert_same_state, snapshot
 from torch import nn
 
 from gradviz_lab import attribution, check

@@ -85,3 +85,52 @@ def test_an_unwritten_exercise_gets_one_friendly_line(capsys):
 
     assert not check_attacks.check_fgsm(stub).passed
     assert "not implemented yet" in capsys.readouterr().out
+
+
+# --- the whole PGD and its random start: "no random start when asked" is caught --------------------
+
+
+def pgd_solution(model, x, target, epsilon, steps, step_size, norm, random_start, seed):
+    """Written from the task, with the step above (no call to attacks.pgd)."""
+    x_adv = x.clone()
+    if random_start:
+        start = attacks.random_in_ball(x, epsilon, norm, torch.Generator().manual_seed(seed))
+        x_adv = (x + start).clamp(0, 1)
+    for _ in range(steps):
+        x_adv = pgd_step_solution(model, x, target, x_adv, epsilon, step_size, norm)
+    return x_adv
+
+
+def _pgd_run_variant(kind):
+    def wrong(model, x, target, epsilon, steps, step_size, norm, random_start, seed):
+        if kind == "never random":  # the flag is ignored: always from x
+            random_start = False
+        elif kind == "always random":
+            random_start = True
+        x_adv = x.clone()
+        if random_start:
+            start = attacks.random_in_ball(x, epsilon, norm, torch.Generator().manual_seed(seed))
+            x_adv = x + start if kind == "unclamped" else (x + start).clamp(0, 1)
+        for _ in range(steps):
+            x_adv = pgd_step_solution(model, x, target, x_adv, epsilon, step_size, norm)
+        return x_adv
+    return wrong
+
+
+def test_a_written_pgd_passes(capsys):
+    report = check_attacks.check_pgd(pgd_solution)
+    assert report.passed and len(report.results) == 8  # 2 models x 2 norms x random start or not
+    assert "[x]" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind, hint, failing", [
+    ("never random", "random_start=True asks for a random start", 4),
+    ("always random", "with random_start=False the attack starts at x itself", 4),
+    ("unclamped", "clamp the random start to [0, 1]", None),
+])
+def test_pgd_mistakes_are_named(capsys, kind, hint, failing):
+    report = check_attacks.check_pgd(_pgd_run_variant(kind))
+    out = capsys.readouterr().out
+    assert not report.passed and hint in out
+    if failing is not None:  # exactly the cases that asked (or did not ask) for the random start
+        assert report.results.count(False) == failing

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 
-from test_hooks import assert_same_state, snapshot
+from conftest import assert_same_state, snapshot
 
 from gradviz_lab import diagnostics as diag
 from gradviz_lab.data import load_digits

@@ -109,7 +109,7 @@ def test_remove_top_pixels_gives_the_images_the_deletion_curve_scores(baseline):
 @pytest.mark.parametrize(
     "fraction, baseline, error, match",
     [(1.5, 0.0, ValueError, r"\[0, 1\]"), (-0.1, 0.0, ValueError, ">= 0"), ("half", 0.0, TypeError, "number"),
-     (0.5, "grey", ValueError, "impute")],
+     (0.5, "white", ValueError, "impute")],
 )
 def test_remove_top_pixels_rejects_bad_arguments(fraction, baseline, error, match):
     with pytest.raises(error, match=match):
@@ -220,7 +220,7 @@ def test_curves_leave_the_model_as_it_was(curve):
         (torch.full((1, 2, 2), float("nan")), {}, ValueError, "non-finite"),
         (BY_WEIGHT, {"steps": 0}, ValueError, "steps"),
         (BY_WEIGHT, {"score": "softmax"}, ValueError, "score"),
-        (BY_WEIGHT, {"baseline": "grey"}, ValueError, "baseline must be one of.*impute"),
+        (BY_WEIGHT, {"baseline": "white"}, ValueError, "baseline must be one of.*impute"),
         (BY_WEIGHT, {"target": 2}, ValueError, "out of range"),
         (BY_WEIGHT, {"batch_size": 0}, ValueError, "batch_size"),
         ([[1.0]], {}, TypeError, "Tensor"),

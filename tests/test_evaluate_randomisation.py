@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from test_hooks import assert_same_state, snapshot
+from conftest import assert_same_state, snapshot
 from torch import nn
 
 from gradviz_lab import attribution

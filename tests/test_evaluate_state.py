@@ -1,6 +1,6 @@
 """Every evaluate function that takes a model leaves it exactly as it came in, also when it raises.
 
-The model is test_hooks.prepared_model: train mode with an eval submodule, batch norm statistics,
+The model is conftest.prepared_model: train mode with an eval submodule, batch norm statistics,
 dropout, a frozen weight, some .grad set and some None, and two hooks of the user's own. Each
 function is called normally, and with a target, method or argument that raises part-way (a
 ``trap`` hook makes the model itself raise inside its forward pass once armed).
@@ -12,8 +12,7 @@ import inspect
 
 import pytest
 import torch
-from test_core_nets import images
-from test_hooks import assert_same_state, prepared_model, snapshot
+from conftest import assert_same_state, images, prepared_model, snapshot
 
 from gradviz_lab import attribution, evaluate
 from gradviz_lab.evaluate import (

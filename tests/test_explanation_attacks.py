@@ -10,9 +10,13 @@ from torch import nn
 
 from gradviz_lab.data import load_digits, make_shapes
 from gradviz_lab.evaluate.similarity import pearson
+from gradviz_lab import attribution
 from gradviz_lab.explanation_attacks import (
+    explanation_distribution,
     fragility_attack,
+    integrated_gradients_distribution,
     manipulate_explanation,
+    rank_correlation,
     saliency_distribution,
     smooth_copy,
     topk_intersection,
@@ -133,3 +137,80 @@ def test_they_work_under_inference_mode(digits):
     with torch.inference_mode():
         assert torch.equal(fragility_attack(model, x[:2], epsilon=0.1, steps=2, surrogate=smooth), expected)
         assert torch.equal(manipulate_explanation(model, x[:2], goal, steps=2, surrogate=smooth), drawn)
+
+
+# --- rank correlation, and Ghorbani's attack on integrated gradients ------------------------------
+
+
+def test_rank_correlation_by_hand():
+    a = torch.tensor([[1.0, 2.0, 3.0, 4.0], [0.5, 0.1, 0.9, 0.2]])
+    assert rank_correlation(a, a).tolist() == pytest.approx([1.0, 1.0], abs=1e-12)  # itself
+    assert rank_correlation(a, -a).tolist() == pytest.approx([-1.0, -1.0], abs=1e-12)  # reversed
+    assert rank_correlation(a[:1], a[:1].flip(1)).tolist() == pytest.approx([-1.0], abs=1e-12)
+    # ranks [1, 2, 3, 4] and [1, 3, 2, 4]: rho = 1 - 6 sum d^2 / (n (n^2 - 1)) = 1 - 12 / 60
+    b = torch.tensor([[1.0, 3.0, 2.0, 4.0]])
+    assert float(rank_correlation(a[:1], b)[0]) == pytest.approx(0.8, abs=1e-12)
+    # a tie: [1, 2, 2, 3] has ranks [1, 2.5, 2.5, 4]; their Pearson correlation with [1, 2, 3, 4]
+    # is 4.5 / sqrt(4.5 * 5) = 3 / sqrt(10)
+    tied = torch.tensor([[1.0, 2.0, 2.0, 3.0]])
+    assert float(rank_correlation(tied, a[:1])[0]) == pytest.approx(3 / 10**0.5, abs=1e-12)
+    # signed, unlike lesson 07's |map| default: [-2, 1] and [2, 1] are in opposite orders
+    signed = rank_correlation(torch.tensor([[-2.0, 1.0]]), torch.tensor([[2.0, 1.0]]))
+    assert signed.tolist() == pytest.approx([-1.0], abs=1e-12)
+    assert torch.isnan(rank_correlation(torch.ones(1, 4), a[:1])).all()  # a flat map has no order
+    assert rank_correlation(a, a).dtype == torch.float64
+    with pytest.raises(ValueError, match="same shape"):
+        rank_correlation(a, a[:, :3])
+
+
+def test_the_integrated_gradients_map_is_the_package_one(digits):
+    """The batched, differentiable IG map equals attribution.integrated_gradients (black
+    baseline, Gauss-Legendre) reduced the same way, computed independently."""
+    model, x = digits
+    classes = _classes(model, x)
+    for steps in (4, 16):
+        ig = attribution.integrated_gradients(model, x, classes, baseline="zeros", steps=steps)
+        magnitude = ig.abs().sum(1)
+        expected = magnitude / magnitude.flatten(1).sum(1).view(-1, 1, 1)
+        found = integrated_gradients_distribution(model, x, classes, steps=steps)
+        assert torch.allclose(found, expected, atol=1e-6)
+        assert not found.requires_grad
+    assert torch.equal(explanation_distribution(model, x, classes, "saliency"),
+                       saliency_distribution(model, x, classes))
+    with pytest.raises(ValueError, match="method must be one of"):
+        explanation_distribution(model, x, classes, "gradcam")
+
+
+def test_ghorbani_attack_on_integrated_gradients_keeps_the_class_and_moves_the_map(digits):
+    model, x = digits
+    x = x[:5]
+    classes = _classes(model, x)
+
+    def measures(x_adv):
+        clean = explanation_distribution(model, x, classes, "integrated-gradients", ig_steps=8)
+        after = explanation_distribution(model, x_adv, classes, "integrated-gradients", ig_steps=8)
+        return float(topk_intersection(after, clean, 50).mean()), float(rank_correlation(after, clean).mean())
+
+    settings = {"epsilon": 0.1, "k": 50, "steps": 5, "step_size": 0.02, "method": "integrated-gradients",
+                "ig_steps": 8}
+    x_adv = fragility_attack(model, x, surrogate=smooth_copy(model), **settings)
+    assert torch.equal(_classes(model, x_adv), classes)
+    assert float((x_adv - x).abs().max()) <= 0.1 + 1e-6
+    assert float(x_adv.min()) >= 0 and float(x_adv.max()) <= 1
+    generator = torch.Generator().manual_seed(0)
+    noisy = (x + 0.1 * (torch.randint(0, 2, x.shape, generator=generator).to(x.dtype) * 2 - 1)).clamp(0, 1)
+    attacked, random = measures(x_adv), measures(noisy)
+    # Measured (float32, these 5 digits): top-50 intersection 0.66 attacked, 0.82 after random
+    # signs of the same size; Spearman 0.64 and 0.65: the attack aims at the top 50 pixels only.
+    assert attacked[0] <= 0.75 and random[0] - attacked[0] >= 0.1
+    assert 0.3 <= attacked[1] <= 0.95
+    # Without a surrogate the IG map still moves on the ReLU model, through its factor x
+    # (the saliency map does not move at all: test above)
+    relu_only = fragility_attack(model, x, **settings)
+    assert not torch.equal(relu_only, x)
+    # measured: top-50 intersection 0.77, Spearman 0.998 (the order of the other pixels stays)
+    assert measures(relu_only)[0] < 0.9 and measures(relu_only)[1] >= 0.98
+    with pytest.raises(ValueError, match="method must be one of"):
+        fragility_attack(model, x, epsilon=0.1, method="occlusion")
+    with pytest.raises(ValueError, match="ig_steps"):
+        fragility_attack(model, x, epsilon=0.1, method="integrated-gradients", ig_steps=0)

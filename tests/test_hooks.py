@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import random
 import warnings
-from collections import OrderedDict
 
 import pytest
 import torch
-from test_core_nets import (
+from conftest import (
     FunctionalReLU,
     TwiceReLU,
+    assert_same_state,
+    batchnorm_net,
     images,
-    seeded,
+    prepared_model,
     small_cnn,
+    snapshot,
 )
 from torch import nn
 
@@ -32,62 +34,6 @@ from gradviz_lab.attribution import (
     smoothgrad,
 )
 from gradviz_lab.attribution.relu_rules import backprop_with_rule, gradient_rule
-
-
-def batchnorm_net() -> nn.Sequential:
-    """Tiny, with everything that can go wrong: batch norm statistics, dropout, in-place ReLU."""
-    layers = OrderedDict(
-        conv1=nn.Conv2d(3, 4, 3, padding=1),
-        bn=nn.BatchNorm2d(4),
-        relu1=nn.ReLU(inplace=True),
-        conv2=nn.Conv2d(4, 4, 3, padding=1),
-        relu2=nn.ReLU(),
-        drop=nn.Dropout(0.2),
-        gap=nn.AdaptiveAvgPool2d(1),
-        flat=nn.Flatten(),
-        fc=nn.Linear(4, 3),
-    )
-    return seeded(nn.Sequential(layers), 0)
-
-
-def snapshot(model: nn.Module) -> dict:
-    return {
-        "modes": [m.training for m in model.modules()],
-        "requires_grad": [p.requires_grad for p in model.parameters()],
-        "grad_ids": [id(p.grad) if p.grad is not None else None for p in model.parameters()],
-        "grads": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
-        "buffers": [b.clone() for b in model.buffers()],
-        "params": [p.detach().clone() for p in model.parameters()],
-        "hooks": [(id(m), {d: dict(getattr(m, d)) for d in ("_forward_hooks", "_forward_pre_hooks",
-                                                            "_backward_hooks",
-                                                            "_backward_pre_hooks")})
-                  for m in model.modules()],
-    }
-
-
-def assert_same_state(before: dict, after: dict) -> None:
-    assert after["modes"] == before["modes"]
-    assert after["requires_grad"] == before["requires_grad"]
-    assert after["grad_ids"] == before["grad_ids"]
-    for a, b in zip(after["grads"], before["grads"]):
-        assert (a is None and b is None) or torch.equal(a, b)
-    for key in ("buffers", "params"):
-        assert all(torch.equal(a, b) for a, b in zip(after[key], before[key])), key
-    assert after["hooks"] == before["hooks"]
-
-
-def prepared_model() -> tuple[nn.Sequential, list]:
-    """A model in a mixed state: train mode with eval submodules, a frozen layer, some grads set,
-    some None, and two hooks of the user's own."""
-    model = batchnorm_net().train()
-    model.conv2.eval()
-    model.fc.weight.requires_grad_(False)
-    model.conv1.weight.grad = torch.full_like(model.conv1.weight, 0.5)
-    model.bn.bias.grad = torch.arange(4.0)
-    calls = []
-    model.relu2.register_forward_hook(lambda m, i, o: calls.append("relu2"))
-    model.conv1.register_forward_pre_hook(lambda m, i: calls.append("conv1"))
-    return model, calls
 
 
 def test_a_thousand_mixed_calls_leave_no_trace():
@@ -330,3 +276,33 @@ def test_hooks_are_registered_only_in_the_hooks_module():
         if re.search(r"\.register_\w*hook\(|_execution_engine", line)
     ]
     assert offenders == [], offenders
+
+
+def test_training_mode_sets_the_flag_inside_and_restores_each_modules_own():
+    model, _ = prepared_model()  # train mode, conv2 in eval mode
+    modes = [m.training for m in model.modules()]
+    with hooks.training_mode(model, False):
+        assert not any(m.training for m in model.modules())
+    assert [m.training for m in model.modules()] == modes
+    with pytest.raises(RuntimeError), hooks.training_mode(model, True):
+        assert all(m.training for m in model.modules())
+        model.bn.eval()
+        raise RuntimeError("inside")
+    assert [m.training for m in model.modules()] == modes  # conv2 back in eval, bn in train
+    with hooks.training_mode(model):  # no flag: only the restoring
+        model.eval()
+    assert [m.training for m in model.modules()] == modes
+
+
+def test_model_state_restores_what_it_describes():
+    model, _ = prepared_model()
+    before = snapshot(model)
+    state = hooks.ModelState.of(model)
+    model.eval()
+    model.fc.weight.requires_grad_(True)
+    model.conv1.weight.grad.add_(1.0)
+    model.bn.bias.grad = None
+    model.bn.running_mean.add_(3.0)
+    model.conv2.register_forward_hook(lambda *_: None)
+    assert state.restore() == 1  # the hook added since
+    assert_same_state(before, snapshot(model))

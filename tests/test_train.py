@@ -115,7 +115,7 @@ def test_accuracy_counts_argmax_hits_and_keeps_the_mode():
             return x.flatten(1)  # the "logits" are the input itself
 
     model = Fixed().train()
-    logits = torch.tensor([[0.0, 1.0], [2.0, 1.0], [0.0, 3.0], [5.0, 4.0]])
+    logits = torch.tensor([[0.0, 1.0], [2.0, 1.0], [0.0, 3.0], [5.0, 4.0]]).view(4, 1, 1, 2)  # 4 "images"
     assert accuracy(model, logits, torch.tensor([1, 0, 0, 1]), batch_size=3) == 0.5
     assert model.training
 

@@ -13,7 +13,7 @@ import ipywidgets as widgets
 import numpy as np
 import pytest
 import torch
-from test_hooks import assert_same_state, prepared_model, snapshot
+from conftest import assert_same_state, prepared_model, snapshot
 from torch import nn
 
 from gradviz_lab import attribution, hooks, viz
@@ -230,6 +230,48 @@ def test_gradcam_layer_and_match_with_the_function():
     set_value(dash, "layer", "conv1")
     direct = attribution.gradcam(model, images[:1], 2, layer="conv1")
     np.testing.assert_allclose(dash.last_map, direct[0, 0].numpy(), rtol=1e-5, atol=1e-8)
+
+
+class GradientPasses(nn.Module):
+    """The model, counting the forward passes that build a graph (one per gradient computed)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net, self.passes = net, 0
+
+    def forward(self, x):
+        self.passes += int(torch.is_grad_enabled())
+        return self.net(x)
+
+
+def test_gradcam_is_computed_once_per_change_and_guided_gradcam_is_the_kits():
+    model, images = GradientPasses(tiny_cnn()), tiny_images()
+    dash = make(gradcam_dashboard, model, images)
+    before = model.passes
+    set_value(dash, "target", 2)
+    # Grad-CAM's gradient and guided backprop's: two passes (three when Guided Grad-CAM
+    # computed its own Grad-CAM again)
+    assert model.passes - before == 2
+    before = model.passes
+    set_value(dash, "layer", "net.conv1")
+    assert model.passes - before == 1  # only Grad-CAM: guided backprop has no layer
+    set_value(dash, "alpha", 0.8)
+    assert model.passes - before == 1  # a redraw computes nothing
+    (title,) = [t for t in dash.last_maps if t.startswith("guided")]
+    assert title == "guided Grad-CAM net.conv1"
+    kit = viz.to_2d(attribution.guided_gradcam(model, images[:1], 2, layer="net.conv1"))[0]
+    np.testing.assert_array_equal(dash.last_maps[title], kit)  # the same product, bit for bit
+
+
+def test_a_redraw_into_the_figure_on_show_draws_what_a_new_figure_draws():
+    dash = make(gradcam_dashboard)
+    figure = dash.last_figure
+    set_value(dash, "alpha", 0.2)
+    set_value(dash, "target", 1)
+    assert dash.last_figure is figure  # the same axes, redrawn
+    fresh = recipes.explanation_figure(dash.images[0], *dash.last_explanations, alpha=0.2)
+    assert fresh is not figure
+    assert viz.figure_to_png(fresh, dpi=80, compress_level=1) == dash.last_png
 
 
 # ---------------------------------------------------------------- occlusion

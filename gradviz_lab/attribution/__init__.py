@@ -7,10 +7,13 @@ One call shape for all maps: ``method(model, x, target=None, **knobs)``. The exc
 - x: a batch (B, C, H, W) of float images on the model's device and dtype.
 - target: None (each image's predicted class), an int, B ints (a list or a (B,) tensor, e.g. the
   labels), or a callable ``output -> (B,)`` scores; the default score is the logit y_c (before
-  softmax), as in the lecture.
+  softmax), as in the lecture. Each form becomes one score function (``gradviz_lab.targets``).
 - The model runs in whatever mode it is in (train or eval) and leaves each call exactly as it
   came in: modes, requires_grad flags, parameter .grad, buffers and hooks
   (``gradviz_lab.hooks.preserved_state``).
+- Each method is decorated with ``gradviz_lab._boundary.public``: x is checked, the target
+  resolved and the model saved once per call, however many methods call each other inside.
+- Baselines (integrated gradients, occlusion): one vocabulary, ``attribution.baselines``.
 
 | family        | functions                                       | module         |
 |---------------|-------------------------------------------------|----------------|
@@ -19,7 +22,7 @@ One call shape for all maps: ``method(model, x, target=None, **knobs)``. The exc
 | paths         | integrated_gradients                            | integrated.py  |
 | perturbation  | occlusion, occlusion_path                       | perturbation.py|
 | ReLU rules    | deconvnet, guided_backprop                      | relu_rules.py  |
-| layer maps    | gradcam, guided_gradcam                         | cam.py         |
+| layer maps    | gradcam, guided_gradcam (cam_inputs, cam_output) | cam.py         |
 """
 
 from __future__ import annotations

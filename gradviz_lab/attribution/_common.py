@@ -1,4 +1,5 @@
-"""Plumbing shared by the methods: gradients of target scores, and work split into chunks."""
+"""Plumbing shared by the methods: gradients of target scores, and work on copies of the images
+done in batches."""
 
 from __future__ import annotations
 
@@ -8,16 +9,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from .._checks import (
-    Target,
-    check_target_type,
-    class_indices,
-    fixed_target,
-    named_target,
-    requested_classes,
-    target_scores,
-)
 from .._forward import NonFiniteError, NonFiniteOutputError, run_model
+from ..targets import TargetScore
 
 
 @contextmanager
@@ -28,7 +21,7 @@ def gradients_on() -> Iterator[None]:
 
 
 def score_gradient(
-    model: nn.Module, x: torch.Tensor, target: Target
+    model: nn.Module, x: torch.Tensor, score: TargetScore
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(d score_b / d x_b for every image b, the scores), with ``torch.autograd.grad``.
 
@@ -38,8 +31,7 @@ def score_gradient(
     """
     with gradients_on():
         x = x.detach().clone().requires_grad_(True)  # an ordinary leaf (x may be an inference tensor)
-        output = run_model(model, x)
-        scores = target_scores(output, resolved_target(output, named_target(model, target)))
+        scores = score(run_model(model, x))
         grad = gradient_of(scores, x, "the input")
     return finite_map(grad, "gradient"), scores.detach()
 
@@ -69,27 +61,6 @@ def gradient_of(scores: torch.Tensor, wrt: torch.Tensor, what: str) -> torch.Ten
     return grad
 
 
-def resolved_target(output: torch.Tensor, target: Target) -> torch.Tensor | Callable:
-    """A callable as is; otherwise the (B,) class indices, as an ordinary tensor (a copy of one
-    made under ``torch.inference_mode`` could not be used by autograd)."""
-    if callable(target) and not isinstance(target, torch.Tensor):
-        return target
-    return class_indices(output, target).clone()
-
-
-def target_per_image(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor | Callable:
-    """What every noisy copy / path point of image b is scored by, fixed on the clean image:
-    None costs one forward pass (the predicted classes); ints become a (B,) tensor whose range
-    the first batch of copies checks against the logits; a callable is kept as is."""
-    target = named_target(model, target)
-    check_target_type(target)
-    if target is None:
-        return fixed_target(model, x, None)
-    if callable(target) and not isinstance(target, torch.Tensor):
-        return target
-    return requested_classes(target, len(x), x.device)
-
-
 def chunks(total: int, batch_size: int) -> Iterator[torch.Tensor]:
     """Index ranges 0..total-1 in pieces of at most batch_size (a loop over chunks, not items)."""
     for start in range(0, total, batch_size):
@@ -106,8 +77,38 @@ def copies_of(images: torch.Tensor, copies: str) -> Iterator[None]:
         raise error.for_copies(images, copies) from None
 
 
-def pick(target: torch.Tensor | Callable, images: torch.Tensor) -> torch.Tensor | Callable:
-    """The target for a chunk whose rows are copies of the given images."""
-    if isinstance(target, torch.Tensor):
-        return target[images.to(target.device)]
-    return target
+Terms = torch.Tensor | tuple[torch.Tensor, ...]
+
+
+def sum_over_copies(
+    terms: Callable[[torch.Tensor, torch.Tensor], Terms],
+    n_copies: int,
+    x: torch.Tensor,
+    batch_size: int,
+    copies: str,
+) -> Terms:
+    """sum_n terms(n, b) for every image b of x: (B, ...) per term, summed in order of n.
+
+    ``terms(n, images)`` gets a batch of pairs (copy number n[r], image images[r]), both (R,) on
+    x's device, and returns the term of each pair, (R, ...), or a tuple of such terms. All
+    n_copies x B pairs are evaluated batch_size at a time: row r of the whole = (copy r // B,
+    image r % B), so a batch holds every image's copy n before any image's copy n + 1, and each
+    image's sum adds its copies in the same order whatever the batch size.
+    """
+    batch, totals = len(x), None
+    for rows in chunks(n_copies * batch, batch_size):
+        images, n = (rows % batch).to(x.device), (rows // batch).to(x.device)
+        with copies_of(images, copies):
+            values = terms(n, images)
+        values = values if isinstance(values, tuple) else (values,)
+        if totals is None:
+            totals = tuple(v.new_zeros((batch, *v.shape[1:])) for v in values)
+        for total, value in zip(totals, values):
+            total.index_add_(0, images, value)
+    return totals if len(totals) > 1 else totals[0]
+
+
+def scores_of(model: nn.Module, x: torch.Tensor, score: TargetScore) -> torch.Tensor:
+    """The scores (B,) of the images x, without a graph."""
+    with torch.no_grad():
+        return score(run_model(model, x))

@@ -1,5 +1,14 @@
 """Grad-CAM and Guided Grad-CAM (Selvaraju et al. 2017, "Grad-CAM: visual explanations from deep
-networks via gradient-based localization")."""
+networks via gradient-based localization"), and the pipeline every class activation map shares.
+
+A CAM method is its weighting of a layer's maps, between two shared steps:
+
+    activations, gradients = cam_inputs(model, x, target, layer)   # A (B, K, h, w), dy/dA
+    weighted = <the method's own formula>                          # (B, K, h, w)
+    return cam_output(weighted, x, upsample, "its name")           # ReLU(sum_k), upsampled
+
+so a variant (Grad-CAM++, ...) is a ``@public`` function of a few lines written like ``gradcam``.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import hooks
-from .._checks import Target, check_flag, check_images
+from .._boundary import public
+from .._checks import check_flag
 from .._forward import run_model
-from ._common import finite_map, target_per_image
+from ..targets import Target, TargetScore
+from ._common import finite_map
 from .gradients import layer_gradients
 from .relu_rules import guided_backprop
 
@@ -21,14 +32,14 @@ from .relu_rules import guided_backprop
 POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
 
+@public
 def cam_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
     """The layers Grad-CAM can read, in forward order: each runs once per forward pass and
     outputs a (B, K, h, w) map with h*w > 1 that no pooling layer made (pooling only shrinks the
     maps). A container that passes on its last child's output unchanged is listed under the
     child's name."""
-    check_images(model, x)
-    with hooks.preserved_state(model), torch.no_grad(), hooks.forward_outputs(model) as outputs:
-        model.eval()  # one image is enough to see the layers; batch norm in train mode needs two
+    # eval mode: one image is enough to see the layers; batch norm in train mode needs two
+    with hooks.training_mode(model, False), torch.no_grad(), hooks.forward_outputs(model) as outputs:
         run_model(model, x[:1])
     runs = Counter(name for name, _, _ in outputs)
     modules = dict(model.named_modules())
@@ -52,6 +63,7 @@ def cam_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
 _DEFAULT_LAYERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+@public
 def default_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
     """The layer Grad-CAM reads when none is given: the last of ``cam_layers``, i.e. the output
     of the last convolutional stage before any pooling. VGG19 in the kit's ImageNet wrapper:
@@ -61,7 +73,6 @@ def default_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
     Finding it costs a forward pass (``cam_layers``), so the answer is remembered per model, image
     shape, dtype and device, and for the model's current modules (replacing a layer asks again).
     """
-    check_images(model, x)
     key = (tuple(x.shape[1:]), x.dtype, x.device.type, tuple(id(m) for m in model.modules()))
     remembered = _DEFAULT_LAYERS.setdefault(model, {})
     if key not in remembered:
@@ -73,6 +84,32 @@ def default_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
     return remembered[key]
 
 
+def cam_inputs(
+    model: nn.Module, x: torch.Tensor, target: TargetScore, layer: str | nn.Module | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The layer's activation maps A (B, K, h, w) and the gradient dy/dA of the target score
+    (``layer_gradients``); layer None is ``default_cam_layer(model, x)``."""
+    if layer is None:
+        layer = default_cam_layer(model, x)
+    activations, gradients = layer_gradients(model, x, layer, target)
+    if activations.dim() != 4:
+        raise ValueError(
+            f"Grad-CAM needs a layer with (B, K, h, w) output, got {tuple(activations.shape)}"
+        )
+    return activations, gradients
+
+
+def cam_output(weighted: torch.Tensor, x: torch.Tensor, upsample: bool, name: str) -> torch.Tensor:
+    """ReLU(sum_k weighted_k): (B, 1, h, w) at the layer's resolution, or upsampled bilinearly
+    to x's (B, 1, H, W) when upsample is True."""
+    check_flag(upsample, "upsample")
+    cam = torch.relu(weighted.sum(dim=1, keepdim=True))
+    if upsample:
+        cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return finite_map(cam, name)
+
+
+@public
 def gradcam(
     model: nn.Module,
     x: torch.Tensor,
@@ -89,21 +126,12 @@ def gradcam(
     its dotted name, or None for ``default_cam_layer(model, x)``. Returns (B, 1, H, W), upsampled
     bilinearly to the input size, or (B, 1, h, w) at the layer's resolution with upsample=False.
     """
-    check_flag(upsample, "upsample")
-    if layer is None:
-        layer = default_cam_layer(model, x)
-    activations, gradients = layer_gradients(model, x, layer, target)
-    if activations.dim() != 4:
-        raise ValueError(
-            f"Grad-CAM needs a layer with (B, K, h, w) output, got {tuple(activations.shape)}"
-        )
+    activations, gradients = cam_inputs(model, x, target, layer)
     alpha = gradients.mean(dim=(2, 3), keepdim=True)
-    cam = torch.relu((alpha * activations).sum(dim=1, keepdim=True))
-    if upsample:
-        cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)
-    return finite_map(cam, "Grad-CAM")
+    return cam_output(alpha * activations, x, upsample, "Grad-CAM")
 
 
+@public
 def guided_gradcam(
     model: nn.Module,
     x: torch.Tensor,
@@ -116,8 +144,6 @@ def guided_gradcam(
 
     Both maps explain the same class (None is resolved once, to the predicted class).
     """
-    check_images(model, x)
-    with hooks.preserved_state(model):
-        target = target_per_image(model, x, target)
-        cam = gradcam(model, x, target, layer=layer, upsample=True)
-        return finite_map(guided_backprop(model, x, target) * cam, "guided Grad-CAM")
+    target = target.fixed(model, x)
+    cam = gradcam(model, x, target, layer=layer, upsample=True)
+    return finite_map(guided_backprop(model, x, target) * cam, "guided Grad-CAM")

@@ -6,11 +6,14 @@ import torch
 from torch import nn
 
 from .. import hooks
-from .._checks import Target, check_choice, check_images, named_target, resolve_layer, target_scores
+from .._boundary import public
+from .._checks import check_choice, resolve_layer
 from .._forward import run_model
-from ._common import finite_map, gradient_of, gradients_on, resolved_target, score_gradient
+from ..targets import Target
+from ._common import finite_map, gradient_of, gradients_on, score_gradient
 
 
+@public
 def input_gradient(model: nn.Module, x: torch.Tensor, target: Target = None) -> torch.Tensor:
     """The signed gradient of the target score with respect to the input pixels.
 
@@ -21,12 +24,11 @@ def input_gradient(model: nn.Module, x: torch.Tensor, target: Target = None) -> 
     softmax). Returns (B, C, H, W). The model runs in whatever mode it is in (call
     ``model.eval()`` first for dropout/batch-norm models) and is left exactly as it was.
     """
-    check_images(model, x)
-    with hooks.preserved_state(model):
-        grad, _ = score_gradient(model, x, target)
+    grad, _ = score_gradient(model, x, target)
     return grad
 
 
+@public
 def saliency(
     model: nn.Module, x: torch.Tensor, target: Target = None, reduce: str = "max"
 ) -> torch.Tensor:
@@ -44,6 +46,7 @@ def saliency(
     return magnitude.mean(dim=1, keepdim=True)
 
 
+@public
 def layer_gradients(
     model: nn.Module, x: torch.Tensor, layer: str | nn.Module, target: Target = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,9 +56,8 @@ def layer_gradients(
     Returns (activations, gradients), both shaped like the layer's output, e.g. (B, K, h, w).
     The layer must run exactly once per forward pass.
     """
-    check_images(model, x)
     name, module = resolve_layer(model, layer)
-    with hooks.preserved_state(model), gradients_on():
+    with gradients_on():
         x = x.detach().clone().requires_grad_(True)  # a graph even if the weights are frozen
         with hooks.captured_layer(model, name, module) as record:
             output = run_model(model, x)
@@ -65,6 +67,5 @@ def layer_gradients(
                 "choose a layer that runs exactly once"
             )
         (activations,) = record.outputs
-        scores = target_scores(output, resolved_target(output, named_target(model, target)))
-        grad = gradient_of(scores, activations, f"layer {name!r}")
+        grad = gradient_of(target(output), activations, f"layer {name!r}")
     return activations.detach(), finite_map(grad, f"layer {name!r} gradient")

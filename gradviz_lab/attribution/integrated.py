@@ -5,22 +5,18 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .. import hooks
+from .._boundary import public
 from .._checks import (
-    Target,
-    as_image_like,
     check_batch_memory,
     check_choice,
     check_flag,
-    check_images,
     check_positive_int,
-    target_scores,
 )
-from .._forward import run_model
-from ._common import chunks, copies_of, finite_map, pick, score_gradient, target_per_image
+from ..targets import Target
+from .baselines import blurred, make_baseline  # noqa: F401  (blurred: the names lessons use)
+from ._common import finite_map, score_gradient, scores_of, sum_over_copies
 
 RULES = ("gauss-legendre", "trapezoid", "riemann")
 # numpy finds the Gauss-Legendre nodes as eigenvalues of a steps x steps matrix (memory and time
@@ -52,28 +48,7 @@ def path_points(steps: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(1, steps + 1) / steps, np.full(steps, 1.0 / steps)
 
 
-def blurred(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """x blurred by a Gaussian of std ``sigma`` pixels (separable, edges replicated)."""
-    radius = max(1, int(3 * sigma + 0.5))
-    offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    channels = x.shape[1]
-    padded = F.pad(x, (radius, radius, radius, radius), mode="replicate")
-    rows = F.conv2d(padded, kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
-    return F.conv2d(rows, kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
-
-
-def make_baseline(x: torch.Tensor, baseline: str | float | torch.Tensor) -> torch.Tensor:
-    """"zeros", a constant, "blur" (a Gaussian blur of std = 10% of the image side) or a tensor."""
-    if isinstance(baseline, str):
-        check_choice(baseline, "baseline", ("zeros", "blur"))
-        if baseline == "zeros":
-            return torch.zeros_like(x)
-        return blurred(x, sigma=0.1 * min(x.shape[-2:]))
-    return as_image_like(baseline, x, "baseline")
-
-
+@public
 def integrated_gradients(
     model: nn.Module,
     x: torch.Tensor,
@@ -93,11 +68,11 @@ def integrated_gradients(
     delta = sum_i IG_i - (F(x) - F(x')), returned as (B,) with return_delta=True.
     Don't forget the (x - x') factor: without it the map is only an averaged gradient.
 
-    baseline: "zeros", a number, "blur" or an image tensor (C, H, W) / (B, C, H, W). steps: the
+    baseline: x', a name ("zeros", "black", "grey", "mean", "blur"), a number or an image (C, H, W)
+    / (B, C, H, W): see ``gradviz_lab.attribution.baselines``. steps: the
     number of gradient evaluations per image, batch_size at a time. rule: "gauss-legendre",
     "trapezoid" or "riemann" (see ``path_points``). Returns (B, C, H, W) [, delta (B,)].
     """
-    check_images(model, x)
     check_positive_int(steps, "steps")
     check_choice(rule, "rule", RULES)
     check_positive_int(batch_size, "batch_size")
@@ -107,22 +82,18 @@ def integrated_gradients(
     x_base = make_baseline(x, baseline)
     alphas, weights = (torch.as_tensor(v, dtype=x.dtype, device=x.device)
                        for v in path_points(steps, rule))
-    batch = len(x)
-    weighted_grad = torch.zeros_like(x)
-    with hooks.preserved_state(model):
-        target = target_per_image(model, x, target)
-        for rows in chunks(steps * batch, batch_size):  # row r = (step r // B, image r % B)
-            images, k = (rows % batch).to(x.device), (rows // batch).to(x.device)
-            a = alphas[k].view(-1, 1, 1, 1)
-            points = x_base[images] + a * (x[images] - x_base[images])
-            with copies_of(images, "path points"):
-                grad, _ = score_gradient(model, points, pick(target, images))
-            weighted_grad.index_add_(0, images, weights[k].view(-1, 1, 1, 1) * grad)
-        attributions = finite_map((x - x_base) * weighted_grad, "integrated gradients")
-        if not return_delta:
-            return attributions
-        with torch.no_grad():
-            gap = target_scores(run_model(model, x), target) - target_scores(
-                run_model(model, x_base), target
-            )
+    target = target.fixed(model, x)  # image b's class at every point of its path
+
+    def weighted_gradient(k: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """w_k grad F(x' + a_k (x - x')) at path point k of each image."""
+        a = alphas[k].view(-1, 1, 1, 1)
+        points = x_base[images] + a * (x[images] - x_base[images])
+        grad, _ = score_gradient(model, points, target.for_copies(images))
+        return weights[k].view(-1, 1, 1, 1) * grad
+
+    summed = sum_over_copies(weighted_gradient, steps, x, batch_size, "path points")
+    attributions = finite_map((x - x_base) * summed, "integrated gradients")
+    if not return_delta:
+        return attributions
+    gap = scores_of(model, x, target) - scores_of(model, x_base, target)
     return attributions, attributions.sum(dim=(1, 2, 3)) - gap

@@ -7,20 +7,18 @@ import torch
 from torch import nn
 
 from .. import hooks
+from .._boundary import public
 from .._checks import (
-    Target,
-    as_image_like,
     check_batch_memory,
     check_flag,
-    check_images,
     check_pair,
     check_positive_int,
-    fixed_target_and_scores,
-    target_scores,
 )
 from .._forward import checked_output, run_model
-from ._common import chunks, copies_of, finite_map, pick
+from ..targets import Target
+from ._common import chunks, copies_of, finite_map
 from .approximate import OcclusionApproximation, check_approximation, drill_down_chunks
+from .baselines import make_baseline
 from .incremental import IncrementalOcclusion, NotAChain, trace_chain
 
 # Memory one batch of occluded copies may fill while a layer runs: about the size of a CPU's
@@ -62,13 +60,14 @@ def window_covers(size: int, window: int, stride: int) -> torch.Tensor:
     return ((pixels >= starts) & (pixels < starts + window)).float()
 
 
+@public
 def occlusion(
     model: nn.Module,
     x: torch.Tensor,
     target: Target = None,
     window: int | tuple[int, int] = (8, 8),
     stride: int | tuple[int, int] = 2,
-    baseline: float | torch.Tensor = 0.0,
+    baseline: str | float | torch.Tensor = 0.0,
     batch_size: int | None = None,
     per_position: bool = False,
     incremental: bool = True,
@@ -80,8 +79,9 @@ def occlusion(
         map_b(i, j) = mean of d_b(p) over the windows p that cover pixel (i, j)
 
     window (h, w) and stride (an int or (sh, sw)) in pixels; the lecture uses a 32x32 window and
-    stride 2 on 224x224 images. baseline: a value or an image (C, H, W) / (B, C, H, W) whose
-    pixels fill the window. Pixels that no window covers (stride > window) get 0. The occluded
+    stride 2 on 224x224 images. baseline: what fills the window, a name ("zeros", "black",
+    "grey", "mean", "blur"), a value or an image (C, H, W) / (B, C, H, W): see
+    ``gradviz_lab.attribution.baselines``. Pixels that no window covers (stride > window) get 0. The occluded
     copies run batch_size at a time under ``torch.inference_mode`` (no graph is built).
     Returns (B, 1, H, W), or with per_position=True the raw d_b(p) as (B, 1, rows, cols), one
     value per window position (see ``window_starts``).
@@ -99,7 +99,6 @@ def occlusion(
     recomputes, and a coarse-to-fine drill-down over the window positions
     (``gradviz_lab.attribution.approximate``).
     """
-    check_images(model, x)
     (h, w), (sh, sw) = check_pair(window, "window"), check_pair(stride, "stride")
     if batch_size is not None:
         check_positive_int(batch_size, "batch_size")
@@ -108,7 +107,7 @@ def occlusion(
     height, width = x.shape[-2:]
     if h > height or w > width:
         raise ValueError(f"window {(h, w)} is larger than the image {(height, width)}")
-    fill = as_image_like(baseline, x, "baseline")
+    fill = make_baseline(x, baseline)
     # The window at position (p, q) covers pixel (i, j) iff rows[p, i] * cols[q, j] = 1.
     rows = window_covers(height, h, sh).to(x.device, x.dtype)
     cols = window_covers(width, w, sw).to(x.device, x.dtype)
@@ -124,9 +123,9 @@ def occlusion(
     approximate = check_approximation(approximate, None if chain is not None else why_full)
     # made outside inference mode: an ordinary tensor, that callers may later change in place
     drops = torch.empty(batch * n_positions, dtype=x.dtype, device=x.device)
-    with hooks.preserved_state(model), torch.inference_mode():
+    with torch.inference_mode():
         with hooks.forward_shapes(model) as shapes:  # the layer sizes, for the batch size
-            target, clean = fixed_target_and_scores(model, x, target)
+            target, clean = target.fixed_with_scores(model, x)
         if chain is not None:
             engine = IncrementalOcclusion(chain, x, fill, (h, w), window_starts(height, h, sh),
                                           window_starts(width, w, sw),
@@ -151,7 +150,7 @@ def occlusion(
                     covered = rows[row].unsqueeze(2) * cols[col].unsqueeze(1)  # (chunk, H, W) 0/1
                     occluded = torch.where(covered.unsqueeze(1) > 0, fill[images], x[images])
                     output = run_model(model, occluded)
-                scores = target_scores(output, pick(target, images))
+                scores = target.for_copies(images)(output)
             drops[chunk] = clean[images] - scores
     drops = finite_map(drops, "occlusion").view(batch, len(rows), len(cols))
     if per_position:

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from .. import hooks
-from .._checks import Target, check_images
+from .._boundary import public
+from ..targets import Target
 from ._common import score_gradient
 
 
@@ -44,16 +45,17 @@ def guided_rule(g: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     return torch.ops.aten.threshold_backward(g, s, 0).clamp_(min=0)
 
 
+@public
 def backprop_with_rule(
     model: nn.Module, x: torch.Tensor, target: Target, rule: hooks.ReluRule
 ) -> torch.Tensor:
     """The input gradient of the target score, with ``rule`` as the backward of each nn.ReLU."""
-    check_images(model, x)
-    with hooks.preserved_state(model), hooks.relu_backward_rule(model, rule):
+    with hooks.relu_backward_rule(model, rule):
         grad, _ = score_gradient(model, x, target)
     return grad
 
 
+@public
 def deconvnet(model: nn.Module, x: torch.Tensor, target: Target = None) -> torch.Tensor:
     """Zeiler & Fergus (2014) deconvnet: back-propagate 1{g>0} g through every nn.ReLU.
 
@@ -63,6 +65,7 @@ def deconvnet(model: nn.Module, x: torch.Tensor, target: Target = None) -> torch
     return backprop_with_rule(model, x, target, deconvnet_rule)
 
 
+@public
 def guided_backprop(model: nn.Module, x: torch.Tensor, target: Target = None) -> torch.Tensor:
     """Springenberg et al. (2015) guided backpropagation: 1{s>0} 1{g>0} g through every nn.ReLU.
 

@@ -8,16 +8,15 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .. import hooks
+from .._boundary import public
 from .._checks import (
-    Target,
     check_batch_memory,
     check_choice,
-    check_images,
     check_number,
     check_positive_int,
 )
-from ._common import chunks, copies_of, finite_map, pick, target_per_image
+from ..targets import Target
+from ._common import finite_map, sum_over_copies
 from .gradients import input_gradient
 
 
@@ -57,6 +56,7 @@ def _attribution(method: Callable, model: nn.Module, x: torch.Tensor, target, kw
     return g
 
 
+@public
 def smoothgrad(
     model: nn.Module,
     x: torch.Tensor,
@@ -85,7 +85,6 @@ def smoothgrad(
     (None = its predicted class), not re-chosen for each noisy copy. Returns a map shaped like
     method's, (B, C, H, W) for input-space methods.
     """
-    check_images(model, x)
     check_positive_int(n_samples, "n_samples")
     sigma = check_number(sigma, "sigma", minimum=0.0)
     check_choice(variant, "variant", ("mean", "squared", "variance"))
@@ -94,24 +93,21 @@ def smoothgrad(
     if not callable(method):
         raise TypeError(f"method must be an attribution function, got {type(method).__name__}")
     check_batch_memory(n_samples * len(x), x, batch_size, "noisy copies")
-    x, batch = x.detach(), len(x)
+    x = x.detach()
     value_range = x.amax(dim=(1, 2, 3)) - x.amin(dim=(1, 2, 3))
     noise_std = (sigma * value_range).view(-1, 1, 1, 1)
     noise = UnitNoise(x.shape[1:], seed)
-    total = total_sq = None  # per image, in float64: VarGrad subtracts two close numbers
-    with hooks.preserved_state(model):
-        target = target_per_image(model, x, target)
-        for rows in chunks(n_samples * batch, batch_size):  # row r = (sample r // B, image r % B)
-            images, samples = (rows % batch).to(x.device), rows // batch
-            noisy = x[images] + noise_std[images] * noise.images(samples).to(x.device, x.dtype)
-            with copies_of(images, "noisy copies"):
-                g = _attribution(method, model, noisy, pick(target, images), method_kwargs)
-            g = g.double()
-            if total is None:
-                total = g.new_zeros((batch, *g.shape[1:]))
-                total_sq = torch.zeros_like(total)
-            total.index_add_(0, images, g)
-            total_sq.index_add_(0, images, g * g)
+    target = target.fixed(model, x)  # image b's class for every noisy copy of it
+
+    def g_and_g_squared(n: torch.Tensor, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """g_n and g_n^2 for noisy copy n of each image, in float64: VarGrad subtracts two close
+        numbers."""
+        noisy = x[images] + noise_std[images] * noise.images(n).to(x.device, x.dtype)
+        g = _attribution(method, model, noisy, target.for_copies(images).target, method_kwargs)
+        g = g.double()
+        return g, g * g
+
+    total, total_sq = sum_over_copies(g_and_g_squared, n_samples, x, batch_size, "noisy copies")
     mean, mean_sq = total / n_samples, total_sq / n_samples
     result = {"mean": mean, "squared": mean_sq, "variance": (mean_sq - mean**2).clamp(min=0)}
     return finite_map(result[variant].to(x.dtype), "SmoothGrad")

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from .. import hooks
-from .._checks import Target, check_finite, check_flag, check_images, fixed_target, target_scores
+from .._checks import check_finite, check_flag, check_images
+from ..targets import Target, fixed_target, target_scores
 from .._forward import run_model
 from ..attribution.integrated import make_baseline
 

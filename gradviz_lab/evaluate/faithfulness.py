@@ -28,20 +28,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .. import hooks
+from .._boundary import public
 from .._checks import (
-    Target,
     check_batch_memory,
     check_choice,
     check_image_batch,
-    check_images,
     check_number,
     check_positive_int,
-    fixed_target,
-    target_scores,
 )
+from ..targets import Target
 from .._forward import run_model
-from ..attribution.integrated import make_baseline
+from ..attribution.baselines import NAMES, make_baseline
 from ._maps import pixel_map
 from .imputation import impute
 
@@ -92,7 +89,7 @@ def _with_pixels_changed(
 def _fill_image(x: torch.Tensor, baseline: str | float | torch.Tensor) -> torch.Tensor | None:
     """What replaces the removed pixels: an image like x, or None for "impute" (made per step)."""
     if isinstance(baseline, str):
-        check_choice(baseline, "baseline", ("zeros", "blur", "impute"))
+        check_choice(baseline, "baseline", (*NAMES, "impute"))
         if baseline == "impute":
             return None
     return make_baseline(x, baseline)
@@ -116,12 +113,7 @@ def remove_top_pixels(
     return _with_pixels_changed(x, _fill_image(x, baseline), changed, "deletion")
 
 
-def _class_score(output: torch.Tensor, target: torch.Tensor | object, score: str) -> torch.Tensor:
-    if isinstance(target, torch.Tensor) and score == "probability":
-        output = output.softmax(dim=1)  # Petsiuk et al. record the class probability
-    return target_scores(output, target)
-
-
+@public
 def perturbation_curve(
     model: nn.Module,
     x: torch.Tensor,
@@ -134,7 +126,6 @@ def perturbation_curve(
     batch_size: int = 64,
 ) -> Curve:
     """The deletion or insertion curve (``kind``) of each image: see ``deletion_curve``."""
-    check_images(model, x)
     check_choice(kind, "kind", ("deletion", "insertion"))
     check_choice(score, "score", ("probability", "logit"))
     check_positive_int(batch_size, "batch_size")
@@ -149,20 +140,22 @@ def perturbation_curve(
     counts = changed_counts(n_pixels, steps).to(x.device)
     n_items = batch * (steps + 1)  # item = (image, step)
     scores = torch.empty(n_items, dtype=torch.float64, device=x.device)
-    with hooks.preserved_state(model), torch.no_grad():
-        target = fixed_target(model, x, target)  # explain the clean image's class all along
+    target = target.fixed(model, x)  # explain the clean image's class all along
+    if score == "probability":
+        target = target.of_probabilities()  # Petsiuk et al. record the class probability
+    with torch.no_grad():
         for start in range(0, n_items, batch_size):
             items = torch.arange(start, min(start + batch_size, n_items), device=x.device)
             images, step = items // (steps + 1), items % (steps + 1)
             changed = ranks[images] < counts[step].view(-1, 1, 1, 1)  # the first counts pixels
             chunk_fill = None if fill is None else fill[images]
             perturbed = _with_pixels_changed(x[images], chunk_fill, changed, kind)
-            chunk_target = target[images] if isinstance(target, torch.Tensor) else target
-            scores[items] = _class_score(run_model(model, perturbed), chunk_target, score).double()
+            scores[items] = target.for_copies(images)(run_model(model, perturbed)).double()
     fractions = counts.double() / n_pixels
     return Curve(fractions, scores.view(batch, steps + 1), kind)
 
 
+@public
 def deletion_curve(
     model: nn.Module,
     x: torch.Tensor,
@@ -179,8 +172,8 @@ def deletion_curve(
 
     saliency_map: (B, 1, H, W) or (B, H, W), one value per pixel (all channels of a pixel are
     removed together). target: None (the clean image's predicted class), an int, B ints or a
-    callable output -> (B,) scores. baseline: 0.0 (black, as in RISE), a value, "zeros", "blur",
-    an image, or "impute": each removed pixel filled from the pixels still there (``impute``,
+    callable output -> (B,) scores. baseline: 0.0 (black, as in RISE), any baseline of
+    ``gradviz_lab.attribution.baselines`` (a name, a value, an image), or "impute": each removed pixel filled from the pixels still there (``impute``,
     as in ROAD), so the fill keeps neither the object's silhouette (black) nor a blob of its
     colour (blur). score: "probability" (softmax, as in RISE) or "logit"; a callable target's own
     score is used as is. Returns a ``Curve``; ``curve.auc`` is (B,).
@@ -188,6 +181,7 @@ def deletion_curve(
     return perturbation_curve(model, x, saliency_map, "deletion", target, steps, baseline, score, batch_size)
 
 
+@public
 def insertion_curve(
     model: nn.Module,
     x: torch.Tensor,
@@ -204,7 +198,7 @@ def insertion_curve(
 
     baseline: "blur" by default (a Gaussian blur of std 10% of the image side, as the
     integrated-gradients baseline of the same name; RISE starts from a blurred image too), or
-    0.0, "zeros", a value, an image or "impute" (the pixels not yet restored filled from the
+    any baseline of ``gradviz_lab.attribution.baselines``, or "impute" (the pixels not yet restored filled from the
     restored ones; black while none is). Other arguments as ``deletion_curve``.
     """
     return perturbation_curve(model, x, saliency_map, "insertion", target, steps, baseline, score, batch_size)

@@ -23,16 +23,15 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from .. import hooks
+from .. import _checks
+from .._boundary import boundary
 from .._checks import (
-    Target,
     check_finite,
     check_flag,
-    check_images,
     check_model,
-    fixed_target,
     resolve_layer,
 )
+from ..targets import Target, target_score
 from .similarity import SSIM_WINDOW, spearman, ssim
 from .table import Table
 
@@ -183,7 +182,7 @@ def randomisation_test(
     ``similarity``). Low similarity = the map depends on the weights, as an explanation should.
     return_maps=True also returns the maps, row by row.
     """
-    check_images(model, x)
+    _checks.check_images(model, x)
     if not callable(method):
         raise TypeError(f"method must be a function (model, x, target) -> maps, got {type(method).__name__}")
     for flag, name in ((cascading, "cascading"), (absolute, "absolute"), (return_maps, "return_maps")):
@@ -194,8 +193,8 @@ def randomisation_test(
     def maps_of(net: nn.Module) -> torch.Tensor:
         return _checked_maps(method(net, x, target), len(x), _name(method))
 
-    with hooks.preserved_state(model):
-        target = fixed_target(model, x, target)  # the trained model's classes, for every copy
+    with boundary(model):  # the trained model, saved and restored once, before it is copied
+        target = target_score(model, x, target).fixed(model, x).target  # its classes, for every copy
         original = maps_of(model)
     working = copy.deepcopy(model)
     modules = dict(working.named_modules())

@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import attribution, hooks
-from .._checks import check_flag, check_image_batch, check_images, check_number, check_positive_int, class_indices
+from .. import attribution, hooks, methods
+from .._checks import check_flag, check_image_batch, check_images, check_number, check_positive_int
+from ..targets import class_indices
 from .._forward import run_model
 from ..data import SHAPE_CLASSES, TAG_COLOUR, TAGGED_CLASS, tag_mask
 from ._maps import boolean_masks
@@ -68,7 +69,7 @@ def edge_map(model: nn.Module, x: torch.Tensor, target: object = None) -> torch.
     return total.unsqueeze(1)
 
 
-def _occlusion(model: nn.Module, x: torch.Tensor, target: object = None) -> torch.Tensor:
+def quarter_window_occlusion(model: nn.Module, x: torch.Tensor, target: object = None) -> torch.Tensor:
     """Occlusion with windows of 1/4 of the image side, stride 1/8 (7 x 7 windows per image)."""
     side = min(x.shape[-2:])
     return attribution.occlusion(model, x, target, window=max(1, side // 4), stride=max(1, side // 8))
@@ -77,21 +78,18 @@ def _occlusion(model: nn.Module, x: torch.Tensor, target: object = None) -> torc
 def default_methods(seed: int = 0) -> dict[str, MapMethod]:
     """The kit's methods with settings cheap enough for a notebook cell on a CPU, plus controls.
 
-    smoothgrad: 10 samples, sigma 0.15; integrated gradients: 16 Gauss-Legendre steps from black;
-    occlusion: windows of 1/4 of the image side, stride 1/8; Grad-CAM: the last spatial layer.
+    The methods are those of the registry's table (``gradviz_lab.methods``, each named by its
+    title, called with its ``table`` settings: smoothgrad 10 samples, sigma 0.15; integrated
+    gradients 16 Gauss-Legendre steps from black; occlusion windows of 1/4 of the image side,
+    stride 1/8; Grad-CAM the last spatial layer), after the two controls.
     """
-    return {
-        "random": functools.partial(random_map, seed=seed),
-        "edges": edge_map,
-        "saliency": attribution.saliency,
-        "smoothgrad": functools.partial(attribution.smoothgrad, n_samples=10, sigma=0.15, seed=seed),
-        "integrated gradients": functools.partial(attribution.integrated_gradients, steps=16),
-        "occlusion": _occlusion,
-        "deconvnet": attribution.deconvnet,
-        "guided backprop": attribution.guided_backprop,
-        "grad-cam": attribution.gradcam,
-        "guided grad-cam": attribution.guided_gradcam,
-    }
+    table: dict[str, MapMethod] = {"random": functools.partial(random_map, seed=seed), "edges": edge_map}
+    for name in methods.names("table"):
+        method = methods.get(name)
+        settings = {k: (seed if k == "seed" and v is None else v) for k, v in method.table.items()}
+        function = method.load(for_table=True)
+        table[method.title] = functools.partial(function, **settings) if settings else function
+    return table
 
 
 def as_pixel_map(maps: torch.Tensor) -> torch.Tensor:
@@ -217,11 +215,19 @@ def evaluate_methods(
 
 
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
-    """Fraction of images whose predicted class (the largest logit) is the label."""
-    logits = _logits(model, images, batch_size)
+    """Fraction of images whose predicted class (the largest logit) is the label: (number right) / N.
+
+    The kit's one accuracy (training, diagnostics and this report use it). The model runs in eval
+    mode, as a trained model is used (batch-norm running statistics, no dropout: an image's
+    prediction does not depend on the others in its batch), and is left exactly as it was, mode
+    included.
+    """
+    with hooks.preserved_state(model):
+        model.eval()
+        logits = _logits(model, images, batch_size)
     labels = _labels(labels, len(images)).to(images.device)
     class_indices(logits, labels)  # every label must be a class of the model: a clear error, not 0.0
-    return float((logits.argmax(dim=1) == labels).double().mean())
+    return int((logits.argmax(dim=1) == labels).sum()) / len(images)
 
 
 def predictions(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:

@@ -25,8 +25,11 @@ and shipped images of ``gallery_name`` ("shapes" by default; "digits", "shapes-t
 | compare_dashboard              | all methods side by side       | clip %                        |
 | randomisation_dashboard        | evaluating explanations        | randomised layers, method     |
 | deletion_dashboard             | evaluating explanations        | map, fill, fraction removed   |
+| activation_maximisation_dashboard | 8 class visualisation       | class, L2 strength            |
 
-Every dashboard but the picker also has "image" and "target" (a class, or the predicted one).
+Every dashboard but the picker and the class visualisation also has "image" and "target" (a
+class, or the predicted one); the class visualisation takes a model and its class names
+(``activation_maximisation_dashboard(model, class_names, image_shape, **ascent_knobs)``).
 
 The maps come from ``gradviz_lab.widgets.recipes.explain`` (each method with the knobs of its
 dashboard), the same code as the ``gradviz explain`` command that writes a figure for a slide.
@@ -49,7 +52,9 @@ from .dashboards import (
     SaliencyDashboard,
     SmoothGradDashboard,
 )
+from .ascent import activation_maximisation_dashboard
 from .evaluation import DeletionDashboard, RandomisationDashboard
+from .attack import AttackDashboard, attack_dashboard  # noqa: F401 (lesson 09: widgets.attack_dashboard)
 
 
 def _factory(cls: type[Dashboard], name: str):
@@ -103,4 +108,5 @@ __all__ = [
     "compare_dashboard",
     "randomisation_dashboard",
     "deletion_dashboard",
+    "activation_maximisation_dashboard",
 ]

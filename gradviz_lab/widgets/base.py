@@ -1,14 +1,19 @@
-"""What every dashboard shares: controls, a picture redrawn on change, a cache, progress, errors.
+"""The dashboard of explanation maps: an image, a target class, a method's knobs, the maps.
 
-A dashboard is an ``ipywidgets.VBox``: the last expression of a notebook cell, it shows itself.
+Built on the frame of every dashboard (``frame.PictureDashboard``: controls, redraw, cache,
+progress, errors, saving for slides):
 
     heading
     [image] [target] [knobs of the method ...]     <- changing any of them calls refresh()
     progress bar (only during long work)
-    picture: a PNG drawn by gradviz_lab.viz        <- an ipywidgets.Image, fast in any browser
+    picture: a PNG drawn by gradviz_lab.viz
     caption: prediction, extra facts
     [save PNG for slides]                          <- the figure on show, at 200 dpi, to figures/
     error: the message of an exception raised while refreshing (also logged)
+
+A subclass adds knobs in ``make_knobs`` and says which explanations to show in
+``explanations(index, target)``; a picture that is not the explanations' maps side by side
+(the image picker, the deletion curve) comes from ``make_figure`` or ``render``.
 
 Headless use (tests, benchmarks): set ``dash.controls["sigma"].value = 0.3`` (what a slider does)
 or ``dash.set(sigma=0.3, n_samples=10)`` (several at once, one redraw), and read
@@ -18,16 +23,9 @@ or ``dash.set(sigma=0.3, n_samples=10)`` (several at once, one redraw), and read
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import html
-import logging
-import re
-import time
 import warnings
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
@@ -35,23 +33,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import hooks, viz
-from .._checks import check_flag
+from .. import hooks, methods, targets, viz
 from .._forward import run_model
 from ..attribution import window_starts
-from ..threads import lab_threads
-from .recipes import (
-    METHODS,
-    Explanation,
-    class_names_of,
-    explain,
-    explanation_figure,
-    gallery,
-    gallery_defaults,
-    occlusion_window,
+from .explaining import Explanation, class_names_of, explain, occlusion_window
+from .figure import explanation_figure
+from .frame import (  # noqa: F401  (re-exported: the frame's names, as before the split)
+    MAX_NAME,
+    DashboardBox,
+    LRUCache,
+    Picture,
+    PictureDashboard,
+    file_name,
+    free_path,
+    logger,
+    static_view_line,
+    write_png_file,
 )
-
-logger = logging.getLogger("gradviz_lab.widgets")
+from .gallery import gallery, gallery_defaults
 
 PREDICTED = -1  # value of the target dropdown meaning "the predicted class"
 WIDE = {"description_width": "initial"}
@@ -75,84 +74,6 @@ class CountingModel(nn.Module):
         return output
 
 
-class LRUCache:
-    """A small dict that forgets the least recently used entry beyond ``maxsize`` entries."""
-
-    def __init__(self, maxsize: int = 64) -> None:
-        self.maxsize = maxsize
-        self.entries: OrderedDict[Hashable, Any] = OrderedDict()
-        self.hits = self.misses = 0
-
-    def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
-        if key in self.entries:
-            self.hits += 1
-            self.entries.move_to_end(key)
-            return self.entries[key]
-        self.misses += 1
-        value = self.entries[key] = compute()
-        if len(self.entries) > self.maxsize:
-            self.entries.popitem(last=False)
-        return value
-
-    def clear(self) -> None:
-        self.entries.clear()
-
-
-MAX_NAME = 150  # characters of a figure's file name, before ".png"
-
-
-def file_name(words: list[str], knobs: list[str], limit: int = MAX_NAME) -> str:
-    """"word_word_knob-value_....png", made of letters, digits and . = - _ only.
-
-    When that changes the description (other characters replaced by _) or must be cut to
-    ``limit`` characters (the words are cut, the knobs kept), an 8-character hash of the full
-    description is added: names that differ only in punctuation, or beyond the cut, stay apart.
-    """
-    description = "_".join(words + knobs)
-    slug = _slug(description)
-    if slug == description and len(slug) <= limit:
-        return f"{slug}.png"
-    digest = hashlib.sha256(description.encode()).hexdigest()[:8]
-    tail = _slug("_".join(knobs))
-    head = _slug("_".join(words))[: max(limit - len(tail) - 1, 16)].rstrip("_")
-    name = "_".join(part for part in (head, tail) if part)[:limit].rstrip("_")
-    return f"{name}_{digest}.png"
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.=-]+", "_", text).strip("_")
-
-
-def free_path(path: Path, written: set[Path]) -> Path:
-    """path, or path with -2, -3, ... before its suffix: the first that does not exist or that
-    is in ``written`` (a file the caller wrote itself, which it may replace)."""
-    candidate, number = path, 1
-    while candidate.exists() and candidate.resolve() not in written:
-        number += 1
-        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
-    return candidate
-
-
-def write_png_file(
-    path: str | Path, png: Callable[[], bytes], written: set[Path], overwrite: bool = False
-) -> Path:
-    """Write png() to path (a .png; its folders are made) and add it to ``written``. An existing
-    file is replaced only with overwrite=True or if it is in ``written``: it may be someone's work."""
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise ValueError(f"the figure is saved as PNG: give a path ending in .png, got {str(path)!r}")
-    if path.exists() and not overwrite and path.resolve() not in written:
-        raise FileExistsError(
-            f"{str(path)!r} exists and was not written here; pass overwrite=True to replace "
-            "it, or choose another name"
-        )
-    data = png()  # drawn before the file is opened: an error leaves no empty file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    written.add(path.resolve())
-    return path
-
-
 def _checked_images(images: torch.Tensor) -> torch.Tensor:
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"images must be a torch.Tensor (N, C, H, W), got {type(images).__name__}")
@@ -168,29 +89,11 @@ def _checked_images(images: torch.Tensor) -> torch.Tensor:
     return images
 
 
-def static_view_line(name: str) -> str:
-    """What a dashboard shows where no kernel runs: a notebook not yet run, a file viewer."""
-    return f"{name}: run this cell in JupyterLab to see the dashboard (a static view shows no widgets)."
-
-
-class DashboardBox(widgets.VBox):
-    """A VBox whose plain-text form, the only part of it a static view can show, is one line
-    saying how to see it, instead of ipywidgets' raw Python repr of every child widget."""
-
-    static_name = "dashboard"
-
-    def _repr_mimebundle_(self, **kwargs):
-        bundle = super()._repr_mimebundle_(**kwargs)  # the widget view, for a live kernel
-        bundle["text/plain"] = static_view_line(self.static_name)
-        return bundle
-
-
-class Dashboard(DashboardBox):
+class Dashboard(PictureDashboard):
     """Base class: subclasses set ``heading``, add knobs in ``make_knobs`` and say what to show
     in ``explanations(index, target)``; everything else (drawing, caching, errors) is here."""
 
     heading = "dashboard"
-    dpi = 80  # PNG resolution on screen; the picture scales to the notebook's width
     long_methods = ("occlusion", "smoothgrad", "integrated-gradients")  # get a progress bar
     grid_options: dict[str, Any] = {}
     main = -1  # which of ``explanations`` is this dashboard's own map (``last_map``)
@@ -205,22 +108,11 @@ class Dashboard(DashboardBox):
         gallery_name: str = "shapes",
     ) -> None:
         super().__init__()
-        self.static_name = type(self).__name__
         self._load(model, images, class_names, image_names, gallery_name)
-        self.cache = LRUCache(maxsize=128)  # (method, image, target, knobs) -> Explanation
         self.predictions = LRUCache(maxsize=1024)  # image index -> class probabilities
         self.last_explanations: list[Explanation] = []
         self.last_maps: dict[str, np.ndarray] = {}
         self.last_map: np.ndarray | None = None
-        self.last_figure = None
-        self.last_figure_name = ""
-        self.written: set[Path] = set()  # the files save_png wrote: its own to replace
-        self.last_png = b""
-        self.last_error: BaseException | None = None
-        self.last_seconds = 0.0
-        self.renders = 0
-        self._quiet = False  # True while the dashboard itself adjusts controls
-
         self.image = self.make_image_control()
         self.target = widgets.Dropdown(
             description="target",
@@ -230,38 +122,7 @@ class Dashboard(DashboardBox):
             style=WIDE,
         )
         self.knobs: dict[str, widgets.ValueWidget] = self.make_knobs()
-        self.picture = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
-        self.progress = widgets.FloatProgress(
-            value=0.0,
-            min=0.0,
-            max=1.0,
-            description="working",
-            layout=widgets.Layout(visibility="hidden"),
-        )
-        self.caption = widgets.HTML()
-        self.save_button = widgets.Button(
-            description="save PNG for slides", icon="download", layout=widgets.Layout(width="auto")
-        )
-        self.save_button.on_click(self._on_save)
-        self.saved = widgets.HTML()
-        self.error = widgets.HTML()
-        for name, control in self.controls.items():
-            control.observe(self._on_change, names="value")
-            control.add_class(f"gradviz-control-{name}")
-        self.picture.add_class("gradviz-picture")
-        self.save_button.add_class("gradviz-save")
-        self.error.add_class("gradviz-error")
-        self.add_class("gradviz-dashboard")
-        self.children = [
-            widgets.HTML(f"<h3 style='margin:4px 0'>{html.escape(self.heading)}</h3>"),
-            widgets.HBox(list(self.controls.values()), layout=widgets.Layout(flex_flow="row wrap")),
-            self.progress,
-            self.picture,
-            self.caption,
-            widgets.HBox([self.save_button, self.saved]),
-            self.error,
-        ]
-        self.refresh()
+        self.start()
 
     # ---- the images and the model -----------------------------------------------------------
     def _load(self, model, images, class_names, image_names, gallery_name) -> None:
@@ -319,8 +180,12 @@ class Dashboard(DashboardBox):
         return self.predictions.get(index, forward)
 
     def target_class(self, index: int) -> int:
+        """The class the target control asks for: the predicted one, or the class chosen
+        (``targets.class_indices`` on the cached probabilities: no forward pass per redraw)."""
         chosen = self.target.value
-        return int(self.probabilities(index).argmax()) if chosen == PREDICTED else int(chosen)
+        if chosen != PREDICTED:
+            return int(chosen)
+        return int(targets.class_indices(self.probabilities(index)[None], None)[0])
 
     # ---- what to show (subclasses) ------------------------------------------------------------
     def explanations(self, index: int, target: int) -> list[Explanation]:
@@ -355,7 +220,7 @@ class Dashboard(DashboardBox):
     @staticmethod
     def expected_images(method: str, image: torch.Tensor, knobs: dict) -> int:
         """About how many images a long method pushes through the model (for the progress bar)."""
-        k = {**METHODS[method], **knobs}
+        k = {**methods.get(method).defaults, **knobs}
         if method == "smoothgrad":
             return int(k["n_samples"]) + 2
         if method == "integrated-gradients":
@@ -366,26 +231,6 @@ class Dashboard(DashboardBox):
             len(window_starts(height, window, stride)) * len(window_starts(width, window, stride))
             + 3
         )
-
-    @contextmanager
-    def progress_bar(self, total: int) -> Iterator[Callable[[int], None]]:
-        """Show the bar; yield a function that advances it by n images."""
-        seen = 0
-
-        def on_images(n: int) -> None:
-            nonlocal seen
-            seen += n
-            self.progress.value = min(1.0, seen / max(total, 1))
-
-        self.progress.value = 0.0
-        self.progress.layout.visibility = "visible"
-        try:
-            yield on_images
-            self.progress.value = (
-                1.0  # the count is an estimate: finish the bar when the work is done
-            )
-        finally:
-            self.progress.layout.visibility = "hidden"
 
     # ---- drawing ------------------------------------------------------------------------------
     @property
@@ -398,51 +243,39 @@ class Dashboard(DashboardBox):
             float(self.knobs["clip"].value) if "clip" in self.knobs else viz.DEFAULT_CLIP_PERCENTILE
         )
 
-    def _on_change(self, _change: dict) -> None:
-        if not self._quiet:
-            self.refresh()
+    def render(self) -> Picture:
+        """The explanations of the image and target chosen, drawn by ``make_figure``."""
+        index = int(self.image.value)
+        explanations = self.explanations(index, self.target_class(index))
+        figure = self.make_figure(index, explanations)
+        png = viz.figure_to_png(figure, dpi=self.dpi, compress_level=1)
+        caption = self.caption_html(index, explanations)
+        return Picture(png, caption, figure, explanations=explanations)
 
-    def refresh(self) -> None:
-        """Recompute (or fetch from the cache) and redraw; an error is shown, never raised."""
-        start = time.perf_counter()
-        try:
-            with lab_threads(self.model):  # one thread for a lab model: see gradviz_lab.threads
-                self.on_knobs_changed()
-                index = int(self.image.value)
-                explanations = self.explanations(index, self.target_class(index))
-                self.draw(index, explanations)
-            self.error.value = ""
-            self.last_error = None
-        except Exception as error:  # a callback must not die silently: show it in the dashboard
-            self.show_error(error)
-        finally:
-            self.progress.layout.visibility = "hidden"
-            self.last_seconds = time.perf_counter() - start
-
-    def on_knobs_changed(self) -> None:
-        """Hook for dashboards whose knobs depend on each other (e.g. a layer's channel count)."""
+    def remember(self, picture: Picture) -> None:
+        explanations = picture.explanations
+        self.last_explanations = explanations
+        self.last_maps = {t: m for e in explanations for t, m in e.maps.items()}
+        self.last_map = next(iter(explanations[self.main].maps.values())) if explanations else None
 
     def make_figure(self, index: int, explanations: list[Explanation]):
-        """The figure on show: the image and the explanations' maps side by side."""
+        """The figure on show: the image and the explanations' maps side by side, drawn into the
+        figure on show when its layout fits (half the time of a new figure)."""
         return explanation_figure(
             self.images[index],
             *explanations,
             alpha=self.overlay_alpha,
             clip_percentile=self.clip_percentile,
+            into=self.last_figure,
             **self.grid_options,
         )
 
     def draw(self, index: int, explanations: list[Explanation]) -> None:
+        """Draw ``explanations`` of image ``index`` without recomputing anything (benchmarks)."""
         figure = self.make_figure(index, explanations)
         png = viz.figure_to_png(figure, dpi=self.dpi, compress_level=1)
-        self.picture.value = png
-        self.last_explanations = explanations
-        self.last_maps = {t: m for e in explanations for t, m in e.maps.items()}
-        self.last_map = next(iter(explanations[self.main].maps.values())) if explanations else None
-        self.last_figure, self.last_png = figure, png
-        self.last_figure_name = self.figure_name()  # the name travels with the figure it names
-        self.renders += 1
-        self.caption.value = self.caption_html(index, explanations)
+        caption = self.caption_html(index, explanations)
+        self.show(Picture(png, caption, figure, explanations=explanations))
 
     def caption_html(self, index: int, explanations: list[Explanation]) -> str:
         p = self.probabilities(index)
@@ -461,31 +294,7 @@ class Dashboard(DashboardBox):
             + "</div>"
         )
 
-    def show_error(self, error: BaseException) -> None:
-        self.last_error = error
-        self.error.value = (
-            "<div style='color:#b00020;font-size:15px;white-space:pre-wrap;border-left:4px solid "
-            f"#b00020;padding-left:8px'><b>{html.escape(type(error).__name__)}</b>: "
-            f"{html.escape(str(error))}</div>"
-        )
-        logger.error("%s: %s: %s", self.heading, type(error).__name__, error, exc_info=error)
-
-    def set(self, **values: Any) -> None:
-        """Set several controls (``dash.set(sigma=0.2, n_samples=10)``), then redraw once."""
-        unknown = set(values) - set(self.controls)
-        if unknown:
-            raise ValueError(
-                f"no control named {', '.join(sorted(unknown))}; "
-                f"controls are {', '.join(self.controls)}"
-            )
-        with self.quietly():
-            for name, value in values.items():
-                self.controls[name].value = value
-        self.refresh()
-
     # ---- figures for slides -------------------------------------------------------------------
-    slide_dpi = 200  # as ``gradviz explain``: sharp on a projector
-
     def figure_name(self) -> str:
         """A file name saying what is on show: dashboard, image, the class explained (if a class
         is) and the knob values, as they are now (``last_figure_name``: as when last drawn).
@@ -503,41 +312,3 @@ class Dashboard(DashboardBox):
             words.append(explained.target_name)
         knobs = [f"{name}-{control.value}" for name, control in self.knobs.items()]
         return file_name(words, knobs)
-
-    def save_png(
-        self, path: str | Path | None = None, dpi: float | None = None, overwrite: bool = False
-    ) -> Path:
-        """Write the figure on show to ``path`` at ``dpi`` (default 200, slide resolution);
-        returns the path written.
-
-        Without a path: ``figures/`` + ``last_figure_name``, or, if a file of that name exists
-        that this dashboard did not write, the same name with -2, -3, ... (the button never
-        replaces someone's file). A path given that exists is replaced only with
-        ``overwrite=True`` or if this dashboard wrote it.
-        """
-        if self.last_figure is None:
-            raise RuntimeError("nothing to save: the dashboard has not drawn a figure yet")
-        check_flag(overwrite, "overwrite")
-        if path is None:
-            path = free_path(Path("figures") / self.last_figure_name, self.written)
-        return write_png_file(
-            path, lambda: viz.figure_to_png(self.last_figure, dpi=dpi or self.slide_dpi),
-            self.written, overwrite,
-        )
-
-    def _on_save(self, _button: widgets.Button) -> None:
-        self.saved.value = ""
-        try:
-            path = self.save_png()
-            self.saved.value = f"<span style='font-size:14px'>saved <code>{html.escape(str(path))}</code></span>"
-        except Exception as error:  # shown in the dashboard like any other error
-            self.show_error(error)
-
-    @contextmanager
-    def quietly(self) -> Iterator[None]:
-        """Change controls from code without triggering a refresh for each change."""
-        self._quiet, before = True, self._quiet
-        try:
-            yield
-        finally:
-            self._quiet = before

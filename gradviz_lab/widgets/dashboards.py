@@ -1,7 +1,7 @@
 """One dashboard per lesson topic. Each is a ``Dashboard`` (an ``ipywidgets.VBox``) whose knobs
 are the method's knobs; ``explanations`` says which maps to compute for the current settings.
 
-The maps come from ``recipes.explain``, the same code as the ``gradviz explain`` command, so a
+The maps come from ``recipes.explain`` (``explaining.py``), the same code as the ``gradviz explain`` command, so a
 figure on a slide and the live dashboard agree for the same settings.
 """
 
@@ -15,9 +15,11 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure  # noqa: F401 (type hints)
 
-from .. import attribution, viz
-from .base import WIDE, Dashboard
-from .recipes import BASELINES, conv_layers, default_knobs
+from .. import attribution, methods, viz
+from ..methods import BASELINES
+from .base import WIDE, Dashboard, Picture
+from .explaining import Explanation, conv_layers, guided_gradcam_map
+from .gallery import default_knobs
 
 SLIDER = {"continuous_update": False, "style": WIDE}  # recompute on release, not on every pixel
 
@@ -196,11 +198,21 @@ class GradCamDashboard(Dashboard):
         }
 
     def explanations(self, index, target):
+        """Grad-CAM once per change: Guided Grad-CAM multiplies that map by guided backprop
+        (computed once per image and class, whatever the layer) instead of computing it again."""
         layer = self.knobs["layer"].value
-        return [
-            self.explained("gradcam", index, target, layer=layer),
-            self.explained("guided-gradcam", index, target, layer=layer),
-        ]
+        cam = self.explained("gradcam", index, target, layer=layer)
+        key = ("guided-gradcam", index, target, layer)
+        return [cam, self.cache.get(key, lambda: self._guided_gradcam(index, target, layer, cam))]
+
+    def _guided_gradcam(self, index: int, target: int, layer: str, cam: Explanation) -> Explanation:
+        guided = self.cache.get(
+            ("guided-backprop input gradient", index, target),
+            lambda: attribution.guided_backprop(self.model, self.images[index : index + 1], target),
+        )
+        combined = guided_gradcam_map(guided, next(iter(cam.maps.values())))
+        return Explanation("guided-gradcam", cam.target, cam.target_name,
+                           {f"guided Grad-CAM {layer}": combined})
 
 
 class IntegratedGradientsDashboard(Dashboard):
@@ -237,15 +249,10 @@ class CompareDashboard(Dashboard):
     def make_knobs(self):
         return {"clip": clip_slider()}
 
-    methods = {
-        "saliency": {},
-        "smoothgrad": {"n_samples": 10},
-        "deconvnet": {},
-        "guided-backprop": {},
-        "gradcam": {},
-        "integrated-gradients": {"steps": 16},
-        "occlusion": {},
-    }
+    @property
+    def methods(self) -> dict[str, dict]:
+        """{method: knobs}: every method of the registry's "compare" view, light knobs."""
+        return methods.light_knobs("compare")
 
     def explanations(self, index, target):
         return [self.explained(m, index, target, **k) for m, k in self.methods.items()]
@@ -266,24 +273,17 @@ class ImagePickerDashboard(Dashboard):
     def controls(self):
         return {"image": self.image}  # nothing to explain: no target
 
-    def explanations(self, index, target):
-        return []
-
-    def draw(self, index, explanations):
-        probabilities = self.probabilities(index)
+    def render(self):
+        """Not an explanation: the image beside its top classes, on the dashboards' frame."""
+        index = int(self.image.value)
         figure = picture_with_top_classes(
-            self.images[index], probabilities, self.class_names, self.top
+            self.images[index], self.probabilities(index), self.class_names, self.top
         )
-        png = viz.figure_to_png(figure, dpi=self.dpi, compress_level=1)
-        self.picture.value = png
-        self.last_explanations, self.last_maps, self.last_map = [], {}, None
-        self.last_figure, self.last_png = figure, png
-        self.last_figure_name = self.figure_name()
-        self.renders += 1
         name = html.escape(self.image_names[index])
-        self.caption.value = (
+        caption = (
             f"<div style='font-size:15px'><b>{name}</b> ({index + 1} of {len(self.images)})</div>"
         )
+        return Picture(viz.figure_to_png(figure, dpi=self.dpi, compress_level=1), caption, figure)
 
     @property
     def selected_image(self) -> torch.Tensor:

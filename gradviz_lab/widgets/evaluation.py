@@ -23,7 +23,7 @@ import ipywidgets as widgets
 import numpy as np
 import torch
 
-from .. import viz
+from .. import methods, viz
 from ..evaluate import (
     Curve,
     deletion_curve,
@@ -34,19 +34,15 @@ from ..evaluate import (
     spearman,
 )
 from .base import WIDE, Dashboard
-from .recipes import Explanation
+from .explaining import Explanation
 
 SLIDER = {"continuous_update": False, "style": WIDE}  # recompute on release
-# The methods worth comparing (each with its dashboard's default knobs; the long ones lighter).
-METHOD_KNOBS: dict[str, dict] = {
-    "saliency": {},
-    "gradient": {},
-    "guided-backprop": {},
-    "deconvnet": {},
-    "gradcam": {},
-    "integrated-gradients": {"steps": 16},
-    "smoothgrad": {"n_samples": 10},
-}
+
+
+def method_knobs() -> dict[str, dict]:
+    """{method: its light knobs} for the methods of the registry's "evaluation" view
+    (``gradviz_lab.methods``): each with its dashboard's defaults, the long ones lighter."""
+    return methods.light_knobs("evaluation")
 
 
 class RandomisationDashboard(Dashboard):
@@ -64,7 +60,7 @@ class RandomisationDashboard(Dashboard):
         self.last_similarity = float("nan")
         return {
             "method": widgets.Dropdown(
-                options=list(METHOD_KNOBS), value="saliency", description="method"
+                options=list(method_knobs()), value="saliency", description="method"
             ),
             "layers": widgets.IntSlider(
                 value=0,
@@ -83,7 +79,7 @@ class RandomisationDashboard(Dashboard):
 
     def explanations(self, index, target):
         method, depth = self.knobs["method"].value, int(self.knobs["layers"].value)
-        knobs = METHOD_KNOBS[method]
+        knobs = method_knobs()[method]
         trained = self.explained(method, index, target, **knobs)
         key = ("randomised", depth, method, index, target)
         random = self.cache.get(key, lambda: self._randomised(method, depth, index, target, knobs))
@@ -136,7 +132,7 @@ class DeletionDashboard(Dashboard):
     def make_knobs(self):
         return {
             "method": widgets.Dropdown(
-                options=list(METHOD_KNOBS), value="gradcam", description="map"
+                options=list(method_knobs()), value="gradcam", description="map"
             ),
             "fill": widgets.Dropdown(
                 options=list(FILLS), value="black", description="removed pixels", style=WIDE
@@ -154,7 +150,7 @@ class DeletionDashboard(Dashboard):
 
     def explanations(self, index, target):
         method = self.knobs["method"].value
-        return [self.explained(method, index, target, **METHOD_KNOBS[method])]
+        return [self.explained(method, index, target, **method_knobs()[method])]
 
     def ranking_map(self, explanation: Explanation) -> torch.Tensor:
         """(1, 1, H, W): pixels are removed in the order of |map|, as in lesson 07's table."""

@@ -1,0 +1,156 @@
+"""The method registry (gradviz_lab.methods): one list that the command line, the dashboards and
+the evaluation table read, so that a method added to it appears everywhere without other edits."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gradviz_lab import attribution, cli, evaluate, explain, methods
+from gradviz_lab.widgets import compare_dashboard, deletion_dashboard, randomisation_dashboard
+from gradviz_lab.widgets import recipes
+
+CLASSES = ["zero", "one", "two"]
+
+
+def tiny_cnn(seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    layers = OrderedDict(
+        conv1=nn.Conv2d(3, 4, 3, padding=1),
+        relu1=nn.ReLU(),
+        pool=nn.MaxPool2d(2),
+        conv2=nn.Conv2d(4, 6, 3, padding=1),
+        relu2=nn.ReLU(),
+        gap=nn.AdaptiveAvgPool2d(1),
+        flat=nn.Flatten(),
+        fc=nn.Linear(6, 3),
+    )
+    return nn.Sequential(layers).eval()
+
+
+def tiny_images(n: int = 2, seed: int = 1) -> torch.Tensor:
+    return torch.rand(n, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
+
+
+def doubled_gradient(model, x, target=None, factor: float = 2.0):
+    """A method for the tests: the input gradient times ``factor`` (a map we can predict)."""
+    return factor * attribution.input_gradient(model, x, target)
+
+
+FAKE = methods.Method(
+    "doubled-gradient",
+    "doubled gradient",
+    f"{__name__}:doubled_gradient",
+    (methods.Knob("factor", 2.0, "float", "how much to multiply the gradient by", low=0, high=4),),
+    table={"factor": 3.0},
+)
+
+
+def test_importing_the_registry_imports_no_torch():
+    # `gradviz --help` reads it: it must stay instant
+    code = ("import sys, gradviz_lab.methods as m; m.get('gradcam').title; "
+            "print('torch' in sys.modules, 'matplotlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_every_method_loads_its_function_and_its_knobs_are_the_functions_own():
+    import inspect
+
+    for name in methods.names():
+        method = methods.get(name)
+        function = method.load()
+        assert callable(function)
+        parameters = inspect.signature(method.load(for_table=True)).parameters
+        assert set(method.table) <= set(parameters), name  # the table calls it with these
+        assert list(parameters)[:3] == ["model", "x", "target"], name
+
+
+def test_one_spelling_and_the_table_titles_lesson_07_prints():
+    assert methods.names() == (
+        "saliency", "smoothgrad", "integrated-gradients", "occlusion", "gradient", "deconvnet",
+        "guided-backprop", "gradcam", "guided-gradcam",
+    )
+    assert [methods.get(n).title for n in methods.names("table")] == [
+        "saliency", "smoothgrad", "integrated gradients", "occlusion", "deconvnet",
+        "guided backprop", "grad-cam", "guided grad-cam",
+    ]
+    assert list(evaluate.default_methods()) == ["random", "edges"] + [
+        methods.get(n).title for n in methods.names("table")
+    ]
+    assert explain.METHOD_NAMES == methods.names() == tuple(recipes.METHODS)
+
+
+def test_knob_defaults_are_those_of_the_dashboards_and_the_command():
+    assert recipes.METHODS["smoothgrad"] == {"sigma": 0.15, "n_samples": 25, "variant": "mean", "seed": 0}
+    assert recipes.METHODS["occlusion"] == {"window": None, "stride": None, "baseline": "black"}
+    assert methods.light_knobs("compare")["integrated-gradients"] == {"steps": 16}
+    knob = methods.get("smoothgrad").knob("sigma")
+    assert (knob.low, knob.high, knob.step) == (0.0, 0.5, 0.01)
+    with pytest.raises(KeyError, match="its knobs are"):
+        methods.get("saliency").knob("sigma")
+
+
+def test_bad_registrations_and_names_are_refused_with_the_known_names():
+    with pytest.raises(ValueError, match="choose one of saliency, smoothgrad"):
+        methods.get("grad-cam")  # the table's title is not a method name
+    with pytest.raises(ValueError, match="registered already"):
+        methods.register(methods.get("gradcam"))
+    with pytest.raises(TypeError, match="methods.Method"):
+        methods.register({"name": "x"})
+    with pytest.raises(ValueError, match="names no view"):
+        methods.Method("x", "x", "m:f", left_out_of=frozenset({"slides"}))
+    with pytest.raises(ValueError, match="not knobs of x"):
+        methods.Method("x", "x", "m:f", light={"steps": 3})
+    with pytest.raises(ValueError, match="unknown view"):
+        methods.names("slides")
+
+
+def test_a_registered_method_appears_everywhere_without_further_edits(tmp_path):
+    model, images = tiny_cnn(), tiny_images()
+    with methods.registered(FAKE):
+        # the command line: a choice of --method, its knob an option
+        parser = cli.build_parser("explain")
+        sub = parser._subparsers._group_actions[0].choices["explain"]
+        actions = {a.dest: a for a in sub._actions}
+        assert "doubled-gradient" in actions["method"].choices
+        assert "factor" in actions and actions["factor"].type is float
+        # explain(): run through the registry's function, titled with its title
+        e = recipes.explain(model, images[0], "doubled-gradient", 1, class_names=CLASSES, factor=0.5)
+        expected = 0.5 * attribution.input_gradient(model, images[:1], 1)[0].abs().sum(0)
+        np.testing.assert_allclose(e.maps["doubled gradient"], expected.numpy(), rtol=1e-6)
+        # the compare dashboard
+        dash = compare_dashboard(model, images, CLASSES)
+        assert dash.last_error is None and "doubled gradient" in dash.last_maps
+        # the evaluation dashboards' menus
+        assert "doubled-gradient" in randomisation_dashboard(model, images, CLASSES).knobs["method"].options
+        assert "doubled-gradient" in deletion_dashboard(model, images, CLASSES).knobs["method"].options
+        # the evaluation table, called with the registry's table settings (factor 3)
+        masks = torch.zeros(2, 16, 16, dtype=torch.bool)
+        masks[:, 4:12, 4:12] = True
+        labels = torch.tensor([0, 2])
+        table, maps = evaluate.evaluate_methods(model, images, labels, masks, steps=4, return_maps=True)
+        assert "doubled gradient" in table.column("method")
+        torch.testing.assert_close(
+            maps["doubled gradient"], evaluate.as_pixel_map(3 * attribution.input_gradient(model, images, labels))
+        )
+    # and gone again once removed
+    assert "doubled-gradient" not in methods.names()
+    assert "doubled gradient" not in evaluate.default_methods()
+    assert "doubled gradient" not in compare_dashboard(model, images, CLASSES).last_maps
+
+
+def test_left_out_of_keeps_a_method_out_of_that_view_only():
+    slow = methods.Method("slow-gradient", "slow gradient", f"{__name__}:doubled_gradient",
+                          left_out_of=frozenset({"compare", "table"}))
+    with methods.registered(slow):
+        assert "slow-gradient" in methods.names("evaluation")
+        assert "slow-gradient" not in methods.names("compare")
+        assert "slow gradient" not in evaluate.default_methods()
+    assert "slow-gradient" not in methods.names()
