@@ -304,3 +304,26 @@ def test_the_model_is_left_as_it_was_also_when_the_call_raises(name):
         for _ in range(3):  # the single-pass methods fail on their third call
             VARIANTS[name](model, x, failing, **knobs)
     assert_same_state(before, snapshot(model))
+
+
+# ---------------------------------------------------------------- the Grad-CAM dashboard's variants
+def test_the_gradcam_dashboard_shows_each_variant_as_its_function_computes_it():
+    import numpy as np
+
+    from gradviz_lab import methods
+    from gradviz_lab.widgets import gradcam_dashboard
+
+    model = small_cnn(seed=1)
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    dash = gradcam_dashboard(model, x, ["a", "b", "c", "d", "e"])
+    assert dash.controls["variant"].value == "gradcam"  # the default: Grad-CAM, as before
+    assert list(dash.last_maps) == ["Grad-CAM relu2", "guided Grad-CAM relu2"]
+    dash.controls["target"].value = 2
+    for name in methods.CAM_FAMILY:
+        dash.controls["variant"].value = name
+        assert dash.last_error is None, dash.last_error
+        function = methods.get(name).load()
+        expected = function(model, x[:1], 2, layer="relu2")[0, 0].numpy()
+        np.testing.assert_allclose(dash.last_map, expected, rtol=1e-5, atol=1e-7)
+        title = next(iter(dash.last_maps))
+        assert title.endswith(" relu2") and f"guided {title}" in dash.last_maps
