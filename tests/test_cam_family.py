@@ -327,3 +327,37 @@ def test_the_gradcam_dashboard_shows_each_variant_as_its_function_computes_it():
         np.testing.assert_allclose(dash.last_map, expected, rtol=1e-5, atol=1e-7)
         title = next(iter(dash.last_maps))
         assert title.endswith(" relu2") and f"guided {title}" in dash.last_maps
+
+
+# ---------------------------------------------------------------- the Grad-CAM++ exercise's checker
+def test_the_grad_cam_plus_plus_checker_passes_a_fresh_implementation_and_names_each_mistake(capsys):
+    from gradviz_lab import check
+    from gradviz_lab.check.attribution import _gradcam_plus_plus_variant
+
+    def written_afresh(model, x, target, layer):  # the exercise's solution, with a hook
+        kept = {}
+        handle = layer.register_forward_hook(lambda m, i, o: kept.update(A=o) or o.clone())
+        try:
+            x = x.detach().clone().requires_grad_(True)
+            score = model(x).gather(1, target[:, None]).sum()
+        finally:
+            handle.remove()
+        (g,) = torch.autograd.grad(score, kept["A"])
+        a_ = kept["A"]
+        denominator = 2 * g**2 + a_.sum(dim=(2, 3), keepdim=True) * g**3
+        alpha = torch.where(denominator != 0, g**2 / torch.where(denominator != 0, denominator, 1), 0)
+        w = (alpha * torch.relu(g)).sum(dim=(2, 3), keepdim=True)
+        cam = torch.relu((w * a_).sum(dim=1, keepdim=True)).detach()
+        return F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+    assert check.check_gradcam_plus_plus(written_afresh).passed
+    hints = {
+        "left out the factor 2": _gradcam_plus_plus_variant(factor=1.0),
+        "the positive part of the gradient": _gradcam_plus_plus_variant(relu=False),
+        "the sum of the whole map k": _gradcam_plus_plus_variant(whole_map=False),
+        "you computed Grad-CAM": lambda m, x, t, layer: a.gradcam(m, x, t, layer=layer),
+    }
+    for hint, mistaken in hints.items():
+        capsys.readouterr()
+        assert not check.check_gradcam_plus_plus(mistaken).passed
+        assert capsys.readouterr().out.count(hint) == 3, hint
