@@ -9,6 +9,8 @@
 2. Each variant's latency on one image of each lab model through ``recipes.explain``, the call
    the dashboards and ``gradviz explain`` make, against the goals: 150 ms for the single-pass
    methods, 1 s for Score-CAM and Ablation-CAM.
+3. The Grad-CAM dashboard (lesson 5, shapes gallery): the time from a change of its variant menu
+   to the new figure (maps, guided map, PNG), the result cache emptied first, against the same goals.
 
     python benchmarks/bench_cam_family.py [--repeats 5] [--threads 1] [--imagenet]
 """
@@ -80,6 +82,31 @@ def latencies(cases, repeats: int) -> None:
           "n/a: CAM needs global average pooling + one linear layer")
 
 
+def dashboard_changes(repeats: int) -> None:
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    from gradviz_lab.widgets import gradcam_dashboard
+
+    dash = gradcam_dashboard(gallery_name="shapes")
+    print(f"\n{'Grad-CAM dashboard':<22}" + "".join(f"{m[:11]:>12}" for m in methods.CAM_FAMILY))
+    cells = []
+    for method in methods.CAM_FAMILY:
+        goal = SLOW if method in PERTURBATION else FAST
+
+        def change() -> None:
+            dash.controls["variant"].value = "gradcam" if method != "gradcam" else "cam"
+            dash.cache.clear()
+            start = time.perf_counter()
+            dash.controls["variant"].value = method
+            times.append(time.perf_counter() - start)
+            assert dash.last_error is None, dash.last_error
+
+        times: list[float] = []
+        for _ in range(repeats):
+            change()
+        cells.append(f"{min(times) * 1e3:>9.0f}ms{'' if min(times) <= goal else '!':<1}".rjust(12))
+    print(f"{'variant change, shapes':<22}" + "".join(cells))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -96,6 +123,7 @@ def main(argv: list[str] | None = None) -> None:
         x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
         batched_vs_loop({"resnet18 224 (random)": (resnet, x)}, max(1, args.repeats // 5))
     latencies(cases, args.repeats)
+    dashboard_changes(args.repeats)
 
 
 if __name__ == "__main__":
