@@ -87,13 +87,15 @@ def scorecam(
     _, _, activations, target, _ = layer_activations(model, x, target, layer)
     batch, channels = activations.shape[:2]
     check_batch_memory(channels * batch, x, batch_size, "masked copies")
-    up = F.interpolate(activations, size=x.shape[-2:], mode="bilinear", align_corners=False)
-    low, high = up.amin(dim=(2, 3), keepdim=True), up.amax(dim=(2, 3), keepdim=True)
-    span = high - low
-    masks = torch.where(span > 0, (up - low) / torch.where(span > 0, span, 1), 0)
 
     def masked(k: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return run_model(model, x[b] * masks[b, k].unsqueeze(1))
+        # the masks of this batch only: all K of them at the image's size may not fit in memory
+        up = F.interpolate(activations[b, k].unsqueeze(1), size=x.shape[-2:], mode="bilinear",
+                           align_corners=False)  # (R, 1, H, W)
+        low, high = up.amin(dim=(2, 3), keepdim=True), up.amax(dim=(2, 3), keepdim=True)
+        span = high - low
+        masks = torch.where(span > 0, (up - low) / torch.where(span > 0, span, 1), 0)
+        return run_model(model, x[b] * masks)
 
     scores = _scores_of_pairs(masked, target, channels * batch, batch, batch_size,
                               "Score-CAM's masked copies")
