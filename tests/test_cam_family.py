@@ -259,9 +259,11 @@ def test_layer_lists_that_cannot_be_combined_are_refused():
 # ---------------------------------------------------------------- errors and state
 def test_cam_refuses_a_layer_that_is_not_the_pooled_one_and_says_what_follows_it():
     model, x = small_cnn(), torch.rand(1, 3, 8, 8)
-    with pytest.raises(ValueError, match="after 'conv1' this model runs ReLU, MaxPool2d, Conv2d"):
+    with pytest.raises(ValueError, match="after 'conv1' this model runs ReLU, MaxPool2d, Conv2d.*"
+                       "choose the layer that is pooled"):
         a.cam(model, x, layer="conv1")
-    with pytest.raises(ValueError, match="use Grad-CAM"):
+    with pytest.raises(ValueError, match="runs Flatten, Linear: the model has no such head after "
+                       "it: use Grad-CAM"):
         a.cam(dense_net(DENSE_G), DENSE_A, layer="maps")
 
 

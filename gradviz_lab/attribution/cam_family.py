@@ -200,11 +200,13 @@ def _check_pooled_linear_head(model: nn.Module, x: torch.Tensor, layer: str | nn
         and isinstance(head[1][0], nn.Linear)
     )
     if not fits:
+        pooled = any(isinstance(m, _AVERAGE_POOLING) and out[0, 0].numel() == 1 for m, out in head)
+        hint = ("choose the layer that is pooled (the last before the pooling), or use Grad-CAM"
+                if pooled else "the model has no such head after it: use Grad-CAM, which needs none")
         raise ValueError(
             f"CAM needs global average pooling and one linear layer right after the layer (y_c = "
             f"sum_k w_ck mean_ij A^k_ij + b_c); after {name!r} this model runs "
-            f"{', '.join(kinds) or 'nothing'}. Choose the layer that is pooled "
-            "(default_cam_layer), or use Grad-CAM, which needs no such head"
+            f"{', '.join(kinds) or 'nothing'}: {hint}"
         )
 
 
