@@ -168,10 +168,10 @@ def cam(
         L = ReLU( sum_k w_ck A^k )
 
     The layer must be the one pooled: what follows it is average pooling to 1 x 1, then the
-    linear layer that gives the output, with only flatten/dropout/identity around them (any other layer: a
-    ValueError, use Grad-CAM). w_ck is read as the gradient summed over space (dy_c/dA^k_ij =
-    w_ck / (hw) at every position), so a callable target gets its own weights too. CAM is then
-    Grad-CAM times h*w. Returns (B, 1, H, W) like ``gradcam``.
+    linear layer that gives the output, with only flatten/dropout/identity around them (any
+    other layer: a ValueError, use Grad-CAM). w_ck is read as the gradient summed over space
+    (dy_c/dA^k_ij = w_ck / (hw) at every position), so a callable target gets its own weights
+    too. CAM is then Grad-CAM times h*w. Returns (B, 1, H, W) like ``gradcam``.
     """
     if layer is None:
         layer = default_cam_layer(model, x)
@@ -185,13 +185,15 @@ def _check_pooled_linear_head(model: nn.Module, x: torch.Tensor, layer: str | nn
     """A ValueError unless the leaf modules that run after ``layer`` are global average pooling
     then one linear layer, with only flatten/dropout/identity around them."""
     name, _ = resolve_layer(model, layer)
-    with hooks.training_mode(model, False), torch.no_grad(), hooks.forward_outputs(model) as outputs:
+    with hooks.training_mode(model, False), torch.no_grad(), \
+            hooks.forward_outputs(model) as outputs:
         run_model(model, x[:1])
     modules = dict(model.named_modules())
     ends = [n for n, _, _ in outputs]
     if name not in ends:
         raise ValueError(f"layer {name!r} did not run (or returned no tensor) in the forward pass")
-    after = [(n, out) for n, out, _ in outputs[ends.index(name) + 1:] if not list(modules[n].children())]
+    after = [(n, out) for n, out, _ in outputs[ends.index(name) + 1:]
+             if not list(modules[n].children())]  # the leaf modules that run after the layer
     kinds = [type(modules[n]).__name__ for n, _ in after]
     head = [(modules[n], out) for n, out in after if not isinstance(modules[n], _PASS_THROUGH)]
     fits = (
@@ -202,7 +204,8 @@ def _check_pooled_linear_head(model: nn.Module, x: torch.Tensor, layer: str | nn
     if not fits:
         pooled = any(isinstance(m, _AVERAGE_POOLING) and out[0, 0].numel() == 1 for m, out in head)
         hint = ("choose the layer that is pooled (the last before the pooling), or use Grad-CAM"
-                if pooled else "the model has no such head after it: use Grad-CAM, which needs none")
+                if pooled else
+                "the model has no such head after it: use Grad-CAM, which needs none")
         raise ValueError(
             f"CAM needs global average pooling and one linear layer right after the layer (y_c = "
             f"sum_k w_ck mean_ij A^k_ij + b_c); after {name!r} this model runs "

@@ -125,9 +125,9 @@ def ablationcam(
     _, module, activations, target, clean = layer_activations(model, x, target, layer)
     batch, channels = activations.shape[:2]
     check_batch_memory(channels * batch, x, batch_size, "ablated copies")
-    ablated: list[torch.Tensor] = []  # the channel of each row, for the hook of this batch
+    ablated: list[torch.Tensor] = []  # the channel of each row of the batch being run
 
-    def zero_channel(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+    def zero_channel(output: torch.Tensor) -> torch.Tensor:
         output = output.clone()
         output[torch.arange(len(output), device=output.device), ablated[-1]] = 0
         return output
@@ -136,11 +136,9 @@ def ablationcam(
         ablated.append(k.to(x.device))
         return run_model(model, x[b])
 
-    handle = module.register_forward_hook(zero_channel)
-    try:
-        scores = _scores_of_pairs(without_channel, target, channels * batch, batch, batch_size, "Ablation-CAM's ablated copies")
-    finally:
-        handle.remove()
+    with hooks.replaced_output(module, zero_channel):
+        scores = _scores_of_pairs(without_channel, target, channels * batch, batch, batch_size,
+                                  "Ablation-CAM's ablated copies")
     drop = clean.unsqueeze(0) - scores  # (K, B)
     safe = torch.where(clean != 0, clean, torch.ones_like(clean))
     weights = torch.where(clean != 0, drop / safe, drop).T.reshape(batch, channels, 1, 1)
