@@ -187,6 +187,23 @@ def captured_layer(model: nn.Module, name: str, module: nn.Module) -> Iterator[L
 
 
 @contextmanager
+def replaced_output(
+    module: nn.Module, replace: Callable[[torch.Tensor], torch.Tensor]
+) -> Iterator[None]:
+    """For the block, the rest of the network gets ``replace(output)`` instead of the module's
+    output (Ablation-CAM switches channels off so); the hook is removed on leaving."""
+
+    def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        return replace(output)
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@contextmanager
 def _each_output(model: nn.Module, record: Callable[[str, torch.Tensor], None]) -> Iterator[None]:
     """Call ``record(name, output)`` for every tensor a submodule returns, as its forward ends."""
     handles = []

@@ -205,3 +205,35 @@ for _method in (
 ):
     register(_method)
 del _method
+
+# ---- Grad-CAM's family (attribution/cam_family.py, cam_scores.py) ----------------------------
+# Out of the evaluation table: lesson 07 prints that table, and its stored outputs would change.
+# Out of the comparison: one panel per idea there; the family has its own view, the variant
+# selector of the Grad-CAM dashboard (lesson 05).
+_CAM_LAYER = Knob("layer", None, "name", "layer name (default: the last convolutional stage)")
+_CAM_BATCH = Knob("batch_size", 64, "int", "(channel, image) pairs per forward pass", low=1,
+                  high=1024)
+_FAMILY_VIEWS = frozenset({"compare", "table"})
+for _method in (
+    Method("cam", "cam", "gradviz_lab.attribution:cam", (_CAM_LAYER,),
+           left_out_of=_FAMILY_VIEWS),
+    Method("gradcam-plus-plus", "grad-cam++", "gradviz_lab.attribution:gradcam_plus_plus",
+           (_CAM_LAYER,), left_out_of=_FAMILY_VIEWS),
+    Method("xgradcam", "xgrad-cam", "gradviz_lab.attribution:xgradcam", (_CAM_LAYER,),
+           left_out_of=_FAMILY_VIEWS),
+    Method("hirescam", "hirescam", "gradviz_lab.attribution:hirescam", (_CAM_LAYER,),
+           left_out_of=_FAMILY_VIEWS),
+    Method("layercam", "layercam", "gradviz_lab.attribution:layercam", (_CAM_LAYER,),
+           left_out_of=_FAMILY_VIEWS),
+    Method("scorecam", "score-cam", "gradviz_lab.attribution:scorecam", (_CAM_LAYER, _CAM_BATCH),
+           left_out_of=_FAMILY_VIEWS),
+    Method("ablationcam", "ablation-cam", "gradviz_lab.attribution:ablationcam",
+           (_CAM_LAYER, _CAM_BATCH), left_out_of=_FAMILY_VIEWS),
+    Method("eigencam", "eigen-cam", "gradviz_lab.attribution:eigencam", (_CAM_LAYER,),
+           left_out_of=_FAMILY_VIEWS),
+):
+    register(_method)
+del _method
+
+CAM_FAMILY = ("gradcam", "cam", "gradcam-plus-plus", "xgradcam", "hirescam", "layercam",
+              "scorecam", "ablationcam", "eigencam")  # the Grad-CAM dashboard's variants

@@ -235,12 +235,22 @@ def _every_method() -> dict:
         "guided_backprop": lambda m, x, t=None: a.guided_backprop(m, x, t),
         "gradcam": lambda m, x, t=None: a.gradcam(m, x, t, layer=last_conv(m)),
         "guided_gradcam": lambda m, x, t=None: a.guided_gradcam(m, x, t),  # the default layer
+        # Grad-CAM's family, at the default layer (CAM needs the layer that is pooled)
+        "cam": lambda m, x, t=None: a.cam(m, x, t),
+        "gradcam_plus_plus": lambda m, x, t=None: a.gradcam_plus_plus(m, x, t, layer=last_conv(m)),
+        "xgradcam": lambda m, x, t=None: a.xgradcam(m, x, t, layer=last_conv(m)),
+        "hirescam": lambda m, x, t=None: a.hirescam(m, x, t, layer=last_conv(m)),
+        "layercam": lambda m, x, t=None: a.layercam(m, x, t, layer=last_conv(m)),
+        "scorecam": lambda m, x, t=None: a.scorecam(m, x, t, batch_size=5),
+        "ablationcam": lambda m, x, t=None: a.ablationcam(m, x, t, batch_size=5),
+        "eigencam": lambda m, x, t=None: a.eigencam(m, x, t),
     }
 
 
 # name of the attribution function -> method(model, x, target=None) -> its map (layer_gradients:
-# the gradients at the model's last convolution; gradcam: at that layer; guided_gradcam: at
-# default_cam_layer). Small knobs: a call on a small CNN and 8x8 images takes milliseconds.
+# the gradients at the model's last convolution; gradcam and the gradient-weighted variants: at
+# that layer; guided_gradcam, CAM, Score-CAM, Ablation-CAM, Eigen-CAM: at default_cam_layer;
+# Score-/Ablation-CAM in batches of 5 pairs, so that the batches split the channels unevenly). Small knobs: a call on a small CNN and 8x8 images takes milliseconds.
 EVERY_METHOD = _every_method()
 
 

@@ -12,6 +12,7 @@ from conftest import assert_same_state, snapshot
 from torch import nn
 
 from gradviz_lab import attribution, check
+from gradviz_lab.check.attribution import _gradcam_plus_plus_variant
 
 
 # ---- student-style implementations, written the straightforward way ----------------------------
@@ -499,6 +500,8 @@ CORRECT_STUDENTS = {  # a right answer for every checker; none of them draws fro
     check.check_guided_backprop: make_student_relu_rule(True, True),
     check.check_deconvnet: make_student_relu_rule(False, True),
     check.check_gradcam: make_student_gradcam(),
+    # Grad-CAM++ (issue 20): the checker's own fresh implementation, with no mistake switched on
+    check.check_gradcam_plus_plus: _gradcam_plus_plus_variant(),
     check.check_integrated_gradients: make_student_ig(),
     check.check_gradient_norms: make_student_gradient_norms(),
     check.check_ascent_step: make_student_ascent_step(),

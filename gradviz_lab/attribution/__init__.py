@@ -23,6 +23,9 @@ One call shape for all maps: ``method(model, x, target=None, **knobs)``. The exc
 | perturbation  | occlusion, occlusion_path                       | perturbation.py|
 | ReLU rules    | deconvnet, guided_backprop                      | relu_rules.py  |
 | layer maps    | gradcam, guided_gradcam (cam_inputs, cam_output) | cam.py         |
+| CAM family    | cam, gradcam_plus_plus, xgradcam, hirescam,     | cam_family.py  |
+|               | layercam, eigencam                              |                |
+|               | scorecam, ablationcam                           | cam_scores.py  |
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import torch
 
 from .approximate import OcclusionApproximation
 from .cam import cam_layers, default_cam_layer, gradcam, guided_gradcam
+from .cam_family import cam, eigencam, gradcam_plus_plus, hirescam, layercam, xgradcam
+from .cam_scores import ablationcam, scorecam
 from .gradients import input_gradient, layer_gradients, saliency
 from .integrated import integrated_gradients
 from .incremental import OcclusionPath, occlusion_path
@@ -65,6 +70,14 @@ __all__ = [
     "guided_backprop",
     "gradcam",
     "guided_gradcam",
+    "cam",
+    "gradcam_plus_plus",
+    "xgradcam",
+    "hirescam",
+    "layercam",
+    "scorecam",
+    "ablationcam",
+    "eigencam",
     "cam_layers",
     "default_cam_layer",
     "max_response",

@@ -7,13 +7,18 @@ A CAM method is its weighting of a layer's maps, between two shared steps:
     weighted = <the method's own formula>                          # (B, K, h, w)
     return cam_output(weighted, x, upsample, "its name")           # ReLU(sum_k), upsampled
 
-so a variant (Grad-CAM++, ...) is a ``@public`` function of a few lines written like ``gradcam``.
+so a variant (Grad-CAM++, ...) is a ``@public`` function of a few lines written like ``gradcam``
+(``cam_family.py``, ``cam_scores.py``). ``@several_layers`` (under ``@public``) lets each of them
+take ``layer=[...]``: one map per layer, combined by the rule of ``combined_layers``.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import weakref
 from collections import Counter
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -109,12 +114,57 @@ def cam_output(weighted: torch.Tensor, x: torch.Tensor, upsample: bool, name: st
     return finite_map(cam, name)
 
 
+def several_layers(method: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """Let a CAM method (model, x, target, layer, upsample, ...) take a list of layers: with
+    ``layer=[...]`` it returns ``combined_layers`` of its maps at each of them."""
+    signature = inspect.signature(method)
+
+    @functools.wraps(method)
+    def call(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        layers = bound.arguments.get("layer")
+        if not isinstance(layers, (list, tuple)):
+            return method(*args, **kwargs)
+        if not layers:
+            raise ValueError("layer=[] names no layer: give one layer, a list of layers, or None "
+                             "for the default layer")
+        if not bound.arguments.get("upsample", True):
+            raise ValueError("several layers are combined at the input's resolution (their own "
+                             "resolutions differ): upsample=False needs a single layer")
+        model, x = bound.arguments["model"], bound.arguments["x"]
+        if isinstance(bound.arguments.get("target"), TargetScore):  # one class for every layer
+            bound.arguments["target"] = bound.arguments["target"].fixed(model, x)
+        maps = []
+        for layer in layers:
+            bound.arguments["layer"] = layer
+            maps.append(method(*bound.args, **bound.kwargs))
+        return combined_layers(maps)
+
+    return call
+
+
+def combined_layers(maps: list[torch.Tensor]) -> torch.Tensor:
+    """Several layers' maps of the same images, (B, 1, H, W) each at the input's resolution, as
+    one: each image's map divided by its maximum (a map that is zero everywhere stays zero), then
+    the mean over the layers. Each layer counts the same, whatever the scale of its activations
+    (deep layers' maps are coarse and strong, early ones fine and weak); the result lies in [0, 1].
+
+        L_b = 1/n sum_l  L^l_b / max_ij L^l_b(i, j)
+    """
+    total = torch.zeros_like(maps[0])
+    for cam in maps:
+        peak = cam.flatten(1).amax(dim=1).view(-1, 1, 1, 1)
+        total += torch.where(peak > 0, cam / torch.where(peak > 0, peak, 1), 0)
+    return total / len(maps)
+
+
 @public
+@several_layers
 def gradcam(
     model: nn.Module,
     x: torch.Tensor,
     target: Target = None,
-    layer: str | nn.Module | None = None,
+    layer: str | nn.Module | list | None = None,
     upsample: bool = True,
 ) -> torch.Tensor:
     """Grad-CAM: the layer's activation maps weighted by their mean gradient, then a ReLU.
@@ -123,8 +173,10 @@ def gradcam(
         L       = ReLU( sum_k alpha_k A^k )
 
     The gradient is taken w.r.t. the layer's *activations* A (not its weights). layer: a module,
-    its dotted name, or None for ``default_cam_layer(model, x)``. Returns (B, 1, H, W), upsampled
-    bilinearly to the input size, or (B, 1, h, w) at the layer's resolution with upsample=False.
+    its dotted name, or None for ``default_cam_layer(model, x)``; or a list of layers, whose maps
+    are combined (``combined_layers``: each normalised to max 1, then averaged). Returns
+    (B, 1, H, W), upsampled bilinearly to the input size, or (B, 1, h, w) at the layer's
+    resolution with upsample=False.
     """
     activations, gradients = cam_inputs(model, x, target, layer)
     alpha = gradients.mean(dim=(2, 3), keepdim=True)
@@ -136,7 +188,7 @@ def guided_gradcam(
     model: nn.Module,
     x: torch.Tensor,
     target: Target = None,
-    layer: str | nn.Module | None = None,
+    layer: str | nn.Module | list | None = None,
 ) -> torch.Tensor:
     """Guided Grad-CAM: guided backpropagation times the upsampled Grad-CAM map.
 

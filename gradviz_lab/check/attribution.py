@@ -340,3 +340,38 @@ def check_integrated_gradients(student: Method) -> CheckReport:
         m, x, t, baseline=baseline, steps=steps, rule="riemann")
     mistakes.update(_wrong_score_mistakes(reference, what="integrate the gradient of"))
     return run_checks("integrated gradients", student, reference, _ig_cases(), mistakes)
+
+
+def _gradcam_plus_plus_variant(factor: float = 2.0, relu: bool = True, whole_map: bool = True):
+    """Grad-CAM++ with one of its typical mistakes (the default arguments: no mistake)."""
+
+    def method(model, x, target, layer):
+        activations, gradients = attribution.layer_gradients(model, x, layer, target)
+        spread = (activations.sum(dim=(2, 3), keepdim=True) if whole_map else activations)
+        denominator = factor * gradients**2 + spread * gradients**3
+        safe = torch.where(denominator != 0, denominator, torch.ones_like(denominator))
+        alpha = torch.where(denominator != 0, gradients**2 / safe, torch.zeros_like(denominator))
+        positive = torch.relu(gradients) if relu else gradients
+        cam = torch.relu(((alpha * positive).sum(dim=(2, 3), keepdim=True) * activations).sum(1, keepdim=True))
+        return nn.functional.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+    return method
+
+
+def check_gradcam_plus_plus(student: Method) -> CheckReport:
+    """gradcam_plus_plus(model, x, target, layer) -> (B, 1, H, W): Grad-CAM++ (Chattopadhay et
+    al. 2018), a^k_ij = G^2 / (2 G^2 + sum_ab A^k_ab G^3), w_k = sum_ij a^k_ij ReLU(G^k_ij),
+    ReLU(sum_k w_k A^k) upsampled bilinearly; G = dy_c/dA at the layer."""
+    mistakes = {
+        "the denominator is 2 G^2 + (sum_ab A^k_ab) G^3: you left out the factor 2.":
+            _gradcam_plus_plus_variant(factor=1.0),
+        "weigh each position by ReLU(G^k_ij), the positive part of the gradient, not G^k_ij.":
+            _gradcam_plus_plus_variant(relu=False),
+        "sum_ab A^k_ab is the sum of the whole map k (one number per channel), not A^k_ij.":
+            _gradcam_plus_plus_variant(whole_map=False),
+        "you computed Grad-CAM (the mean gradient): Grad-CAM++ weighs each position by a^k_ij.":
+            lambda m, x, t, layer: attribution.gradcam(m, x, t, layer=layer),
+    }
+    reference = lambda m, x, t, layer: attribution.gradcam_plus_plus(m, x, t, layer=layer)  # noqa: E731
+    mistakes.update(_wrong_score_mistakes(reference, what="differentiate"))
+    return run_checks("Grad-CAM++", student, reference, _gradcam_cases(), mistakes)

@@ -178,9 +178,19 @@ class ReluRulesDashboard(Dashboard):
         return [self.explained(m, index, None, **feature) for m in self.methods]
 
 
+# the Grad-CAM dashboard's variants (``methods.CAM_FAMILY``) as their papers spell them
+VARIANT_TITLES = {
+    "gradcam": "Grad-CAM", "cam": "CAM", "gradcam-plus-plus": "Grad-CAM++",
+    "xgradcam": "XGrad-CAM", "hirescam": "HiResCAM", "layercam": "LayerCAM",
+    "scorecam": "Score-CAM", "ablationcam": "Ablation-CAM", "eigencam": "Eigen-CAM",
+}
+
+
 class GradCamDashboard(Dashboard):
     """Lesson 5: the feature maps of a layer weighted by their mean gradient (Selvaraju et al.
-    2017), over the image, and Guided Grad-CAM beside it."""
+    2017), over the image, and Guided Grad-CAM beside it. The variant selector swaps Grad-CAM for
+    another member of its family (``methods.CAM_FAMILY``: CAM, Grad-CAM++, ..., Eigen-CAM), and
+    the guided map for guided backpropagation times that variant's map."""
 
     heading = "Grad-CAM and Guided Grad-CAM"
     main = 0
@@ -195,15 +205,30 @@ class GradCamDashboard(Dashboard):
             "alpha": widgets.FloatSlider(
                 value=0.5, min=0.0, max=1.0, step=0.05, description="overlay α", **SLIDER
             ),
+            "variant": widgets.Dropdown(
+                options=[(VARIANT_TITLES[m], m) for m in methods.CAM_FAMILY], value="gradcam",
+                description="variant",
+            ),
         }
 
     def explanations(self, index, target):
-        """Grad-CAM once per change: Guided Grad-CAM multiplies that map by guided backprop
-        (computed once per image and class, whatever the layer) instead of computing it again."""
-        layer = self.knobs["layer"].value
-        cam = self.explained("gradcam", index, target, layer=layer)
-        key = ("guided-gradcam", index, target, layer)
+        """The variant's map once per change: the guided map multiplies it by guided backprop
+        (computed once per image and class, whatever the layer and variant) instead of
+        computing it again."""
+        layer, variant = self.knobs["layer"].value, self.knobs["variant"].value
+        cam = self._variant_map(variant, index, target, layer)
+        key = ("guided-gradcam", variant, index, target, layer)
         return [cam, self.cache.get(key, lambda: self._guided_gradcam(index, target, layer, cam))]
+
+    def _variant_map(self, variant: str, index: int, target: int, layer: str) -> Explanation:
+        """Grad-CAM's own recipe, or the variant's registered function titled and overlaid as
+        Grad-CAM is ("Score-CAM features.9")."""
+        if variant == "gradcam":
+            return self.explained("gradcam", index, target, layer=layer)
+        found = self.explained(variant, index, target, layer=layer)
+        title = f"{VARIANT_TITLES[variant]} {layer}"
+        return Explanation(variant, found.target, found.target_name,
+                           {title: next(iter(found.maps.values()))}, {title}, found.note)
 
     def _guided_gradcam(self, index: int, target: int, layer: str, cam: Explanation) -> Explanation:
         guided = self.cache.get(
@@ -212,7 +237,7 @@ class GradCamDashboard(Dashboard):
         )
         combined = guided_gradcam_map(guided, next(iter(cam.maps.values())))
         return Explanation("guided-gradcam", cam.target, cam.target_name,
-                           {f"guided Grad-CAM {layer}": combined})
+                           {f"guided {VARIANT_TITLES[cam.method]} {layer}": combined})
 
 
 class IntegratedGradientsDashboard(Dashboard):
