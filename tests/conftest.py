@@ -235,6 +235,10 @@ def _every_method() -> dict:
         "guided_backprop": lambda m, x, t=None: a.guided_backprop(m, x, t),
         "gradcam": lambda m, x, t=None: a.gradcam(m, x, t, layer=last_conv(m)),
         "guided_gradcam": lambda m, x, t=None: a.guided_gradcam(m, x, t),  # the default layer
+        "lrp": lambda m, x, t=None: a.lrp(m, x, t),  # epsilon-plus
+        "lrp_epsilon_gamma_box": lambda m, x, t=None: a.lrp(m, x, t, composite="epsilon-gamma-box"),
+        "input_x_gradient": lambda m, x, t=None: a.input_x_gradient(m, x, t),
+        "deeplift": lambda m, x, t=None: a.deeplift(m, x, t, baseline="blur"),
     }
 
 

@@ -73,7 +73,7 @@ def test_every_method_loads_its_function_and_its_knobs_are_the_functions_own():
 
 
 def test_one_spelling_and_the_table_titles_lesson_07_prints():
-    assert methods.names() == (
+    assert methods.names()[:9] == (  # then the later issues' methods (lrp, deeplift, ...)
         "saliency", "smoothgrad", "integrated-gradients", "occlusion", "gradient", "deconvnet",
         "guided-backprop", "gradcam", "guided-gradcam",
     )

@@ -23,6 +23,8 @@ One call shape for all maps: ``method(model, x, target=None, **knobs)``. The exc
 | perturbation  | occlusion, occlusion_path                       | perturbation.py|
 | ReLU rules    | deconvnet, guided_backprop                      | relu_rules.py  |
 | layer maps    | gradcam, guided_gradcam (cam_inputs, cam_output) | cam.py         |
+| relevance     | lrp (rules, composites)                          | lrp/           |
+| differences   | input_x_gradient, deeplift                       | deeplift.py    |
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ import torch
 from .cam import cam_layers, default_cam_layer, gradcam, guided_gradcam
 from .gradients import input_gradient, layer_gradients, saliency
 from .integrated import integrated_gradients
+from .deeplift import deeplift, input_x_gradient
 from .incremental import OcclusionPath, occlusion_path
+from .lrp import lrp
 from .perturbation import occlusion, window_starts
 from .relu_rules import deconvnet, guided_backprop
 from .smoothing import smoothgrad
@@ -65,5 +69,8 @@ __all__ = [
     "guided_gradcam",
     "cam_layers",
     "default_cam_layer",
+    "lrp",
+    "input_x_gradient",
+    "deeplift",
     "max_response",
 ]
