@@ -18,7 +18,7 @@ multiplies by the input is computed the same way, with one gradient:
     alpha-beta   R_j = sum_k (alpha (a_j w_jk)^+ / z_k^+ - beta (a_j w_jk)^- / z_k^-) R_k,
                  alpha - beta = 1, z_k^+- = sum_j (a_j w_jk)^+- (bias ignored)
     z^B (box)    R_i = sum_j (x_i w_ij - l_i w_ij^+ - h_i w_ij^-) / sum_i'(...) R_j,
-                 for pixels known to lie in [l, h]: the first layer
+                 for pixels known to lie in [l, h]: the first layer (bias ignored)
     flat         R_i = sum_j 1 / sum_i' 1 R_j          (relevance spread over the receptive field)
     w^2          R_i = sum_j w_ij^2 / sum_i' w_i'j^2 R_j
 
@@ -162,11 +162,12 @@ class ZBox(Rule):
                              f"low={self.low!r}, high={self.high!r}")
 
     def __call__(self, layer, a, r):
+        plain = layer.with_weights(lambda w: w, None)  # the formula has no bias
         pos_w = layer.with_weights(lambda w: w.clamp(min=0), None)
         neg_w = layer.with_weights(lambda w: w.clamp(max=0), None)
         x, low, high = (t.detach().requires_grad_(True) for t in
                         (a, torch.full_like(a, self.low), torch.full_like(a, self.high)))
-        z = layer(x) - pos_w(low) - neg_w(high)
+        z = plain(x) - pos_w(low) - neg_w(high)
         c, c_low, c_high = torch.autograd.grad(z, (x, low, high), divide(r, z.detach()))
         return x.detach() * c + low.detach() * c_low + high.detach() * c_high
 
