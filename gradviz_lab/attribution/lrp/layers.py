@@ -43,6 +43,9 @@ class Affine:
     forward: Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor | None], torch.Tensor]
     weight: torch.Tensor | None
     bias: torch.Tensor | None
+    # (input, output) of the module's own forward pass, with its graph: a rule that keeps the
+    # weights (LRP-0, epsilon) takes z and d(z . s)/da from them instead of recomputing the layer
+    own: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def __call__(self, a: torch.Tensor) -> torch.Tensor:
         return self.forward(a, self.weight, self.bias)
@@ -52,7 +55,7 @@ class Affine:
         if self.weight is None:
             raise ValueError(f"layer {self.name!r} has no weights for a rule to change")
         bias = None if on_bias is None or self.bias is None else on_bias(self.bias)
-        return replace(self, weight=on_weight(self.weight), bias=bias)
+        return replace(self, weight=on_weight(self.weight), bias=bias, own=None)
 
 
 def affine_of(name: str, module: nn.Module) -> Affine:
@@ -77,8 +80,9 @@ def folded(affine: Affine, norm: nn.Module, z: torch.Tensor, name: str) -> Affin
         scale = scale.detach()
         bias = affine.bias if affine.bias is not None else torch.zeros_like(mean)
         shape = (-1,) + (1,) * (affine.weight.dim() - 1)
+        # recomputed by the rules (own=None): the norm's input is already the conv's rule node
         return replace(affine, name=name, weight=affine.weight * scale.view(shape),
-                       bias=(bias - mean) * scale + shift)
+                       bias=(bias - mean) * scale + shift, own=None)
 
 
 def pooling(name: str, module: nn.Module) -> Affine:

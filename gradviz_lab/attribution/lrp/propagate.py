@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -106,9 +107,9 @@ def relevance_rules(model: nn.Module, composite: Composite, maxpool: str = "winn
 
     def hook(name, kind):
         def on_output(module, inputs, output):
-            a = kept[id(module)].pop()
+            a = a_in = kept[id(module)].pop()
             if kind == "affine":
-                layer = L.affine_of(name, module)
+                layer = replace(L.affine_of(name, module), own=(a, output))
                 rule = composite.rule_for(name, module, first=not seen_affine)
                 seen_affine.append(name)
                 node = rule_node(a, output, lambda a, r: rule(layer, a, r), name)
@@ -120,18 +121,18 @@ def relevance_rules(model: nn.Module, composite: Composite, maxpool: str = "winn
                         f"batch norm {name!r} does not follow a convolution or linear layer "
                         "directly, so it cannot be folded into one; LRP has no rule for it alone")
                 layer, a_before, rule = made_by[id(a)]  # the layer's own rule, folded weights
-                merged = L.folded(layer, module, a, name)
+                merged = L.folded(layer, module, a, name)  # recomputed: z runs through a node
                 node = rule_node(a_before, output, lambda a, r: rule(merged, a, r), name)
                 made_by[id(node)] = (merged, a_before, rule)
                 return node
             if kind == "avgpool":
-                layer = L.pooling(name, module)
+                layer = replace(L.pooling(name, module), own=(a, output))
                 return rule_node(a, output, lambda a, r: Zero()(layer, a, r), name)
             if kind == "maxpool" and maxpool == "average":
                 layer = L.max_as_average(name, module)
                 return rule_node(a, output, lambda a, r: Zero()(layer, a, r), name)
             if kind == "maxpool":
-                return rule_node(a, output, lambda a, r: winner_take_all(module, a, r), name)
+                return rule_node(a, output, lambda a, r: winner_take_all(a_in, output, r), name)
             return rule_node(a, output, lambda a, r: r, name)  # pass-through
         return on_output
 
@@ -148,10 +149,10 @@ def relevance_rules(model: nn.Module, composite: Composite, maxpool: str = "winn
             handle.remove()
 
 
-def winner_take_all(module: nn.Module, a: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """Each window's relevance to its largest input: the max pool's own gradient."""
-    a = a.detach().requires_grad_(True)
-    (into,) = torch.autograd.grad(module.forward(a), a, r)
+def winner_take_all(a: torch.Tensor, output: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """Each window's relevance to its largest input: the max pool's own gradient (its forward
+    pass's graph, from input a to output)."""
+    (into,) = torch.autograd.grad(output, a, r)
     return into
 
 

@@ -42,7 +42,12 @@ def divide(r: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
 
 def input_times_share(f, a: torch.Tensor, r: torch.Tensor, den=divide) -> torch.Tensor:
-    """a_j c_j with c = d(f(a) . den(R, f(a)))/da: the shared step of every rule above."""
+    """a_j c_j with c = d(f(a) . den(R, f(a)))/da: the shared step of every rule above.
+    (A layer that kept its own forward pass, ``Affine.own``, is not run again.)"""
+    if getattr(f, "own", None) is not None:
+        a_in, z = f.own
+        (c,) = torch.autograd.grad(z, a_in, den(r, z.detach()))
+        return a * c
     a = a.detach().requires_grad_(True)
     z = f(a)
     (c,) = torch.autograd.grad(z, a, den(r, z.detach()))
