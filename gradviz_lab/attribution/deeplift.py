@@ -29,6 +29,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from .. import hooks
 from .._boundary import public
 from .._forward import run_model
 from ..targets import Target
@@ -87,26 +88,13 @@ def routed(module: nn.Module, s: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 def rescale_rules(model: nn.Module) -> Iterator[None]:
     """Inside the block, back-propagation through activation modules and max pools follows
     DeepLIFT's rescale rule, for a forward pass on the batch [x; x']."""
-    kept: dict[int, list[torch.Tensor]] = {}
 
-    def keep_input(module, inputs):
-        a = inputs[0]
-        kept.setdefault(id(module), []).append(a.clone() if getattr(module, "inplace", False) else a)
+    def rescale(module: nn.Module, s: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        return _Rescale.apply(s, output.detach(), module, isinstance(module, MAX_POOLS))
 
-    def rescale(module, _inputs, output):
-        return _Rescale.apply(kept[id(module)].pop(), output.detach(), module,
-                              isinstance(module, MAX_POOLS))
-
-    handles = []
-    for module in model.modules():
-        if isinstance(module, PASS_THROUGH + MAX_POOLS):
-            handles += [module.register_forward_pre_hook(keep_input),
-                        module.register_forward_hook(rescale)]
-    try:
+    modules = [m for m in model.modules() if isinstance(m, PASS_THROUGH + MAX_POOLS)]
+    with hooks.outputs_replaced(modules, rescale):
         yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 @public

@@ -27,6 +27,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from ... import hooks
 from . import layers as L
 from .composites import Composite
 from .rules import Zero
@@ -95,58 +96,46 @@ def relevance_rules(model: nn.Module, composite: Composite, maxpool: str = "winn
     """Inside the block, back-propagation through the model carries relevance by ``composite``."""
     check_covered(model)
     made_by: dict[int, tuple] = {}  # id(an affine output) -> (its layer, its input, its rule)
-    kept: dict[int, list[torch.Tensor]] = {}  # the inputs of modules that work in place
     seen_affine = []
-
-    def keep_input(module, inputs):
-        a = inputs[0]
-        kept.setdefault(id(module), []).append(a.clone() if getattr(module, "inplace", False) else a)
+    hooked = {id(m): (name, kind) for name, m in model.named_modules()
+              if (kind := module_kind(m)) in ("affine", "norm", "avgpool", "maxpool", "pass")}
 
     def rule_node(a, output, step, name):
         return _Rule.apply(a, output.detach(), step, name)
 
-    def hook(name, kind):
-        def on_output(module, inputs, output):
-            a = a_in = kept[id(module)].pop()
-            if kind == "affine":
-                layer = replace(L.affine_of(name, module), own=(a, output))
-                rule = composite.rule_for(name, module, first=not seen_affine)
-                seen_affine.append(name)
-                node = rule_node(a, output, lambda a, r: rule(layer, a, r), name)
-                made_by[id(node)] = (layer, a, rule)
-                return node
-            if kind == "norm":
-                if id(a) not in made_by:
-                    raise ValueError(
-                        f"batch norm {name!r} does not follow a convolution or linear layer "
-                        "directly, so it cannot be folded into one; LRP has no rule for it alone")
-                layer, a_before, rule = made_by[id(a)]  # the layer's own rule, folded weights
-                merged = L.folded(layer, module, a, name)  # recomputed: z runs through a node
-                node = rule_node(a_before, output, lambda a, r: rule(merged, a, r), name)
-                made_by[id(node)] = (merged, a_before, rule)
-                return node
-            if kind == "avgpool":
-                layer = replace(L.pooling(name, module), own=(a, output))
-                return rule_node(a, output, lambda a, r: Zero()(layer, a, r), name)
-            if kind == "maxpool" and maxpool == "average":
-                layer = L.max_as_average(name, module)
-                return rule_node(a, output, lambda a, r: Zero()(layer, a, r), name)
-            if kind == "maxpool":
-                return rule_node(a, output, lambda a, r: winner_take_all(a_in, output, r), name)
-            return rule_node(a, output, lambda a, r: r, name)  # pass-through
-        return on_output
+    def replace_output(module, a, output):
+        name, kind = hooked[id(module)]
+        if kind == "affine":
+            layer = replace(L.affine_of(name, module), own=(a, output))
+            rule = composite.rule_for(name, module, first=not seen_affine)
+            seen_affine.append(name)
+            node = rule_node(a, output, lambda a, r: rule(layer, a, r), name)
+            made_by[id(node)] = (layer, a, rule)
+            return node
+        if kind == "norm":
+            if id(a) not in made_by:
+                raise ValueError(
+                    f"batch norm {name!r} does not follow a convolution or linear layer "
+                    "directly, so it cannot be folded into one; LRP has no rule for it alone")
+            layer, a_before, rule = made_by[id(a)]  # the layer's own rule, folded weights
+            merged = L.folded(layer, module, a, name)  # recomputed: z runs through a node
+            node = rule_node(a_before, output, lambda a, r: rule(merged, a, r), name)
+            made_by[id(node)] = (merged, a_before, rule)
+            return node
+        if kind == "avgpool":
+            layer = replace(L.pooling(name, module), own=(a, output))
+            return rule_node(a, output, lambda a, r: Zero()(layer, a, r), name)
+        if kind == "maxpool" and maxpool == "average":
+            layer = L.max_as_average(name, module)
+            return rule_node(a, output, lambda a, r: Zero()(layer, a, r), name)
+        if kind == "maxpool":
+            a_in = a
+            return rule_node(a, output, lambda a, r: winner_take_all(a_in, output, r), name)
+        return rule_node(a, output, lambda a, r: r, name)  # pass-through
 
-    handles = []
-    for name, module in model.named_modules():
-        kind = module_kind(module)
-        if kind in ("affine", "norm", "avgpool", "maxpool", "pass"):
-            handles += [module.register_forward_pre_hook(keep_input),
-                        module.register_forward_hook(hook(name, kind))]
-    try:
+    modules = [m for m in model.modules() if id(m) in hooked]
+    with hooks.outputs_replaced(modules, replace_output):
         yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def winner_take_all(a: torch.Tensor, output: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
