@@ -13,6 +13,8 @@ it added in a ``finally`` block, also when the code inside raises.
 - ``forward_outputs(model)``       the output tensor of every module, in the order they finish
 - ``running_modules(model)``       the modules whose forward pass is running (to find where it failed)
 - ``count_hooks(model)``           how many module hooks are registered (for tests and lessons)
+- ``outputs_replaced(modules, f)`` each module's output replaced by f(module, its input, output)
+  (LRP's and DeepLIFT's rule nodes)
 - ``gradient_arrivals(params, f)`` f(name, param) each time a parameter's ``.grad`` is written
 - ``at_end_of_backward(f)``        f() once the running backward pass has finished
 """
@@ -182,23 +184,6 @@ def captured_layer(model: nn.Module, name: str, module: nn.Module) -> Iterator[L
     handle = module.register_forward_hook(keep_output)
     try:
         yield record
-    finally:
-        handle.remove()
-
-
-@contextmanager
-def replaced_output(
-    module: nn.Module, replace: Callable[[torch.Tensor], torch.Tensor]
-) -> Iterator[None]:
-    """For the block, the rest of the network gets ``replace(output)`` instead of the module's
-    output (Ablation-CAM switches channels off so); the hook is removed on leaving."""
-
-    def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor:
-        return replace(output)
-
-    handle = module.register_forward_hook(hook)
-    try:
-        yield
     finally:
         handle.remove()
 
@@ -419,3 +404,35 @@ def at_end_of_backward(callback: Callable[[], None]) -> None:
     backward hook. (A private autograd call, the one PyTorch's own distributed training uses to
     learn that all gradients of a pass have arrived; there is no public equivalent.)"""
     torch.autograd.Variable._execution_engine.queue_callback(callback)
+
+
+# --- replacing module outputs (the rule nodes of LRP and DeepLIFT) -----------------------------
+
+
+@contextmanager
+def outputs_replaced(
+    modules: list[nn.Module],
+    replace: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
+) -> Iterator[None]:
+    """Inside this block, each module's output is replaced by ``replace(module, a, output)``,
+    where a is the module's first input as it was when the module started (a copy when the module
+    works in place, as ``relu_backward_rule`` keeps it). A module called several times gets each
+    call's own input. The hooks are removed on exit, also when the block raises."""
+    kept: dict[int, list[torch.Tensor]] = {}
+
+    def keep_input(module: nn.Module, inputs: tuple) -> None:
+        a = inputs[0]
+        kept.setdefault(id(module), []).append(a.clone() if getattr(module, "inplace", False) else a)
+
+    def on_output(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        return replace(module, kept[id(module)].pop(), output)
+
+    handles = []
+    for module in modules:
+        handles += [module.register_forward_pre_hook(keep_input),
+                    module.register_forward_hook(on_output)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

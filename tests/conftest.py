@@ -244,6 +244,10 @@ def _every_method() -> dict:
         "scorecam": lambda m, x, t=None: a.scorecam(m, x, t, batch_size=5),
         "ablationcam": lambda m, x, t=None: a.ablationcam(m, x, t, batch_size=5),
         "eigencam": lambda m, x, t=None: a.eigencam(m, x, t),
+        "lrp": lambda m, x, t=None: a.lrp(m, x, t),  # epsilon-plus
+        "lrp_epsilon_gamma_box": lambda m, x, t=None: a.lrp(m, x, t, composite="epsilon-gamma-box"),
+        "input_x_gradient": lambda m, x, t=None: a.input_x_gradient(m, x, t),
+        "deeplift": lambda m, x, t=None: a.deeplift(m, x, t, baseline="blur"),
     }
 
 

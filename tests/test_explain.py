@@ -61,6 +61,10 @@ def test_each_recipe_is_the_attribution_function(model, image):
         "integrated-gradients": attribution.integrated_gradients(
             model, x, c, baseline=0.5, steps=8
         )[0].sum(0),
+        # issue 22's methods run as registered (``_registered``): the map's magnitude
+        "lrp": attribution.lrp(model, x, c)[0].abs().sum(0),
+        "input-x-gradient": attribution.input_x_gradient(model, x, c)[0].abs().sum(0),
+        "deeplift": attribution.deeplift(model, x, c, baseline="black")[0].abs().sum(0),
     }
     knobs = {
         "saliency": {"reduce": "mean"},

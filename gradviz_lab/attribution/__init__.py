@@ -26,6 +26,8 @@ One call shape for all maps: ``method(model, x, target=None, **knobs)``. The exc
 | CAM family    | cam, gradcam_plus_plus, xgradcam, hirescam,     | cam_family.py  |
 |               | layercam, eigencam                              |                |
 |               | scorecam, ablationcam                           | cam_scores.py  |
+| relevance     | lrp (rules, composites)                          | lrp/           |
+| differences   | input_x_gradient, deeplift                       | deeplift.py    |
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ from .cam_family import cam, eigencam, gradcam_plus_plus, hirescam, layercam, xg
 from .cam_scores import ablationcam, scorecam
 from .gradients import input_gradient, layer_gradients, saliency
 from .integrated import integrated_gradients
+from .deeplift import deeplift, input_x_gradient
 from .incremental import OcclusionPath, occlusion_path
+from .lrp import lrp
 from .perturbation import occlusion, window_starts
 from .relu_rules import deconvnet, guided_backprop
 from .smoothing import smoothgrad
@@ -80,5 +84,8 @@ __all__ = [
     "eigencam",
     "cam_layers",
     "default_cam_layer",
+    "lrp",
+    "input_x_gradient",
+    "deeplift",
     "max_response",
 ]

@@ -127,7 +127,7 @@ def ablationcam(
     check_batch_memory(channels * batch, x, batch_size, "ablated copies")
     ablated: list[torch.Tensor] = []  # the channel of each row of the batch being run
 
-    def zero_channel(output: torch.Tensor) -> torch.Tensor:
+    def zero_channel(_module: nn.Module, _input: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
         output = output.clone()
         output[torch.arange(len(output), device=output.device), ablated[-1]] = 0
         return output
@@ -136,7 +136,7 @@ def ablationcam(
         ablated.append(k.to(x.device))
         return run_model(model, x[b])
 
-    with hooks.replaced_output(module, zero_channel):
+    with hooks.outputs_replaced([module], zero_channel):
         scores = _scores_of_pairs(without_channel, target, channels * batch, batch, batch_size,
                                   "Ablation-CAM's ablated copies")
     drop = clean.unsqueeze(0) - scores  # (K, B)
