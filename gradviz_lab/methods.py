@@ -202,25 +202,6 @@ for _method in (
            (Knob("layer", None, "name", "layer name (default: the last convolutional stage)"),),
            # the product of two maps already on show there
            left_out_of=frozenset({"compare", "evaluation"})),
-    # --- relevance propagation and DeepLIFT (issue 22); left out of lesson 07's table, whose
-    # stored rows would change: lesson 11 evaluates them.
-    Method("lrp", "LRP", "gradviz_lab.attribution:lrp",
-           (Knob("composite", "epsilon-plus", "choice", "which rule for which layer (first layer, "
-                 "convolutions, dense layers)",
-                 choices=("epsilon-plus", "epsilon-gamma-box", "epsilon-plus-flat",
-                          "epsilon-alpha2-beta1", "lrp-0", "epsilon", "gamma", "z-plus",
-                          "alpha1-beta0", "alpha2-beta1")),
-            Knob("epsilon", 1e-6, "float", "LRP-epsilon's stabiliser, in units of z", low=1e-6,
-                 high=1.0, step=0.01),
-            Knob("gamma", 0.25, "float", "LRP-gamma's boost of positive weights", low=0.0,
-                 high=2.0, step=0.05),
-            Knob("maxpool", "winner", "choice", "max pooling: relevance to each window's winner, "
-                 "or shared as by an average pool", choices=("winner", "average"))),
-           left_out_of=frozenset({"table"})),
-    Method("input-x-gradient", "input x gradient", "gradviz_lab.attribution:input_x_gradient",
-           left_out_of=frozenset({"table"})),
-    Method("deeplift", "DeepLIFT", "gradviz_lab.attribution:deeplift", (_BASELINE,),
-           left_out_of=frozenset({"table"})),
 ):
     register(_method)
 del _method
@@ -256,3 +237,27 @@ del _method
 
 CAM_FAMILY = ("gradcam", "cam", "gradcam-plus-plus", "xgradcam", "hirescam", "layercam",
               "scorecam", "ablationcam", "eigencam")  # the Grad-CAM dashboard's variants
+
+# ---- relevance propagation and DeepLIFT (attribution/lrp/, deeplift.py) -----------------------
+# Out of the evaluation table, whose stored rows in lesson 07 would change: lesson 11 evaluates them.
+for _method in (
+    Method("lrp", "LRP", "gradviz_lab.attribution:lrp",
+           (Knob("composite", "epsilon-plus", "choice", "which rule for which layer (first layer, "
+                 "convolutions, dense layers)",
+                 choices=("epsilon-plus", "epsilon-gamma-box", "epsilon-plus-flat",
+                          "epsilon-alpha2-beta1", "lrp-0", "epsilon", "gamma", "z-plus",
+                          "alpha1-beta0", "alpha2-beta1")),
+            Knob("epsilon", 1e-6, "float", "LRP-epsilon's stabiliser, in units of z", low=1e-6,
+                 high=1.0, step=0.01),
+            Knob("gamma", 0.25, "float", "LRP-gamma's boost of positive weights", low=0.0,
+                 high=2.0, step=0.05),
+            Knob("maxpool", "winner", "choice", "max pooling: relevance to each window's winner, "
+                 "or shared as by an average pool", choices=("winner", "average"))),
+           left_out_of=frozenset({"table"})),
+    Method("input-x-gradient", "input x gradient", "gradviz_lab.attribution:input_x_gradient",
+           left_out_of=frozenset({"table"})),
+    Method("deeplift", "DeepLIFT", "gradviz_lab.attribution:deeplift", (_BASELINE,),
+           left_out_of=frozenset({"table"})),
+):
+    register(_method)
+del _method
