@@ -1,4 +1,4 @@
-"""Reproducible training of the lab models: ``gradviz train digits|digits-robust|shapes|shapes-tagged|shapes-softplus``.
+"""Reproducible training of the lab models: ``gradviz train digits|digits-robust|shapes|shapes-tagged|shapes-softplus|shapes-vit``.
 
 Each recipe is a few epochs of AdamW with a one-cycle learning-rate schedule (warm-up, then cosine
 decay) on the CPU, seeded end to end (initialisation, data, shuffling, augmentation), with
@@ -14,7 +14,7 @@ What each model is evaluated on:
 - digits-robust (the digits recipe with PGD adversarial training): the same digits, clean and
   under FGSM and PGD attacks at several epsilons, and how well its input gradients follow the
   strokes (``attacks.stroke_correlation``);
-- shapes, shapes-softplus: 1,000 fresh shapes from a seed used nowhere in training;
+- shapes, shapes-softplus, shapes-vit: 1,000 fresh shapes from a seed used nowhere in training;
 - shapes-tagged: the same fresh shapes with and without the mark: a model that learned the mark
   instead of the circle loses most of its circles when the mark is removed.
 """
@@ -88,6 +88,9 @@ RECIPES: dict[str, Recipe] = {
     "shapes-tagged": dataclasses.replace(SHAPES_RECIPE, tag_prob=1.0),
     "shapes-softplus": SHAPES_RECIPE,  # only the activation differs (models.SoftplusShapesCNN)
 }
+# The vision transformer: more epochs (a ViT has no convolutional prior to start from), a lower
+# peak rate (Adam on attention logits diverges at the CNN's 3e-3) and the usual ViT weight decay.
+RECIPES["shapes-vit"] = Recipe(epochs=10, batch_size=64, lr=1e-3, weight_decay=0.05, n_train=6000, augment="none")
 # The digits recipe, each batch replaced by its PGD attack (lesson 09: adversarial examples).
 RECIPES["digits-robust"] = dataclasses.replace(RECIPES["digits"], adversarial_epsilon=0.15, adversarial_steps=5)
 # The attack the robust model's card reports (and the tests check), at these epsilons.
@@ -171,7 +174,7 @@ def deterministic(threads: int) -> Iterator[None]:
 def model_to_train(name: str, recipe: Recipe) -> nn.Module:
     if not recipe.batch_norm:
         return build_lab_model(name)
-    if not issubclass(LAB_MODELS[name], ShapesCNN):
+    if not (isinstance(LAB_MODELS[name], type) and issubclass(LAB_MODELS[name], ShapesCNN)):
         raise ValueError(f"batch_norm=True is for the shapes models, not {name!r}")
     return LAB_MODELS[name](batch_norm=True)
 

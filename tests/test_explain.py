@@ -70,7 +70,8 @@ def test_each_recipe_is_the_attribution_function(model, image):
         "occlusion": {"window": 6, "stride": 2, "baseline": "grey"},
         "integrated-gradients": {"steps": 8, "baseline": "grey"},
     }
-    assert set(expected) == set(recipes.METHODS)
+    # the attention maps need a transformer: tests/test_vision_transformer.py checks their recipes
+    assert set(expected) == set(recipes.METHODS) - {"attention", "attention-rollout", "gradient-rollout"}
     for method, reference in expected.items():
         result = recipes.explain(
             model, image, method, c, class_names=CLASSES, **knobs.get(method, {})

@@ -23,12 +23,15 @@ One call shape for all maps: ``method(model, x, target=None, **knobs)``. The exc
 | perturbation  | occlusion, occlusion_path                       | perturbation.py|
 | ReLU rules    | deconvnet, guided_backprop                      | relu_rules.py  |
 | layer maps    | gradcam, guided_gradcam (cam_inputs, cam_output) | cam.py         |
+| (layouts)     | tokens_to_maps, channels_last (for cam_inputs)   | layouts.py     |
+| attention     | attention_map, attention_rollout, gradient_rollout, attention_per_layer | attention.py |
 """
 
 from __future__ import annotations
 
 import torch
 
+from .attention import attention_map, attention_per_layer, attention_rollout, gradient_rollout
 from .cam import cam_layers, default_cam_layer, gradcam, guided_gradcam
 from .gradients import input_gradient, layer_gradients, saliency
 from .integrated import integrated_gradients
@@ -66,4 +69,8 @@ __all__ = [
     "cam_layers",
     "default_cam_layer",
     "max_response",
+    "attention_map",
+    "attention_per_layer",
+    "attention_rollout",
+    "gradient_rollout",
 ]
