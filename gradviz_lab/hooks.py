@@ -435,6 +435,14 @@ def relu_backward_rule(model: nn.Module, rule: ReluRule) -> Iterator[None]:
             NoReLUWarning,
             stacklevel=4,
         )
+    elif any(isinstance(m, nn.GELU) for m in model.modules()):  # a transformer with a ReLU part
+        warnings.warn(
+            f"{type(model).__name__} has GELU activations besides its nn.ReLU modules: the rule "
+            "changes the ReLUs only, and through every GELU the plain gradient flows, so this is "
+            "deconvnet/guided backprop on part of the network (its ReLU layers) only.",
+            NoReLUWarning,
+            stacklevel=4,
+        )
 
 
 def _activations_named(model: nn.Module) -> str:

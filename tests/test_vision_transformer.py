@@ -42,11 +42,16 @@ torchvision = pytest.importorskip("torchvision")
 LAST_LN_1 = "encoder.layers.encoder_layer_3.ln_1"
 
 
-def random_vit(seed: int = 0) -> nn.Module:
-    """shapes-vit's architecture with random weights everywhere, the zero-initialised head
-    included (so every score depends on the image), in float64."""
+def random_vit(seed: int = 0, hybrid: bool = False) -> nn.Module:
+    """A plain torchvision VisionTransformer of shapes-vit's sizes (linear patch embedding, as
+    torchvision's pretrained ViTs), or shapes-vit itself (hybrid: a CNN trunk as patch embedding),
+    with random weights everywhere, the zero-initialised head included (so every score depends on
+    the image), in float64."""
     torch.manual_seed(seed)
-    model = build_lab_model("shapes-vit")
+    if hybrid:
+        model = build_lab_model("shapes-vit")
+    else:
+        model = torchvision.models.VisionTransformer(64, 8, 4, 4, 64, 128, num_classes=5)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.2 * torch.randn_like(p))
@@ -97,8 +102,9 @@ def rollout_by_hand(attentions: list[np.ndarray]) -> np.ndarray:
     return result
 
 
-def test_attention_read_through_hooks_is_the_attention_computed_from_the_parameters():
-    vit, x = random_vit(), images()
+@pytest.mark.parametrize("hybrid", [False, True], ids=["plain", "hybrid"])
+def test_attention_read_through_hooks_is_the_attention_computed_from_the_parameters(hybrid):
+    vit, x = random_vit(hybrid=hybrid), images()
     ours = attention_per_layer(vit, x)
     assert list(ours) == [f"encoder.layers.encoder_layer_{i}.self_attention" for i in range(4)]
     for got, expected in zip(ours.values(), attention_by_hand(vit, x)):
@@ -302,6 +308,9 @@ def test_gradcam_on_vit_tokens_is_gradcam_of_the_patch_grid():
     assert default_cam_layer(vit, x) == LAST_LN_1
     layers = cam_layers(vit, x)
     assert layers[0] == "conv_proj" and layers[-1] == LAST_LN_1  # nothing after the last attention
+    hybrid = random_vit(hybrid=True)
+    assert default_cam_layer(hybrid, x) == LAST_LN_1
+    assert cam_layers(hybrid, x)[:2] == ["conv_proj.0.0", "conv_proj.0.1"]  # the trunk's maps come first
     acts, grads = layer_gradients(vit, x, LAST_LN_1, 3)
     maps, dmaps = acts[:, 1:].transpose(1, 2).reshape(2, 64, 8, 8), grads[:, 1:].transpose(1, 2).reshape(2, 64, 8, 8)
     expected = torch.relu((dmaps.mean((2, 3), keepdim=True) * maps).sum(1, keepdim=True))
@@ -356,6 +365,10 @@ def test_guided_backprop_on_a_gelu_network_warns_that_it_is_the_plain_gradient()
         warnings.simplefilter("error")
         plain = saliency(vit, x, 1, reduce="max")
     torch.testing.assert_close(guided.abs().amax(1, keepdim=True), plain)
+    # the hybrid has ReLUs in its trunk: the rule changes those only, and says so
+    with pytest.warns(NoReLUWarning, match="GELU activations besides its nn.ReLU modules"):
+        partial = guided_backprop(random_vit(hybrid=True), x, 1)
+    assert partial.shape == x.shape
 
 
 def test_the_registry_lists_the_attention_maps_outside_the_every_model_views():
@@ -371,6 +384,7 @@ def test_the_registry_lists_the_attention_maps_outside_the_every_model_views():
 def test_shipped_vit_is_a_torchvision_vit_at_least_95_percent_on_fresh_shapes():
     model = load_lab_model("shapes-vit")
     assert isinstance(model, torchvision.models.VisionTransformer)
+    assert default_cam_layer(model, make_shapes(1, 777).images) == LAST_LN_1
     assert (model.patch_size, len(model.encoder.layers), model.hidden_dim) == (8, 4, 64)
     shapes = make_shapes(600, 777)  # a seed neither training (0) nor the card (12345) uses
     with torch.no_grad():
