@@ -5,6 +5,32 @@ Scores every method against the shapes' ground-truth masks with ``evaluate.evalu
 that neither model was trained or evaluated on. Usage:
 
     python benchmarks/measure_vit_maps.py [N]      # N images (default 100)
+
+Measured (N = 100, torch 2.14.1, AVX-512, float64; pointing = hit rate, energy = share of the
+map's positive energy on the object; deletion (black fill, lower is better) and insertion (blur
+start, higher is better) AUCs of the class probability, 10 steps):
+
+    shapes (CNN)                  pointing  energy  deletion  insertion
+    random (chance)                  0.170   0.175     0.270      0.372
+    edges (no model)                 0.470   0.249     0.380      0.773
+    saliency                         0.500   0.290     0.278      0.564
+    integrated gradients (blur)      0.750   0.507     0.274      0.690
+    grad-cam (default layer)         0.820   0.429     0.298      0.721
+
+    shapes-vit (hybrid ViT)       pointing  energy  deletion  insertion
+    random (chance)                  0.170   0.175     0.256      0.465
+    edges (no model)                 0.470   0.249     0.381      0.901
+    saliency                         0.650   0.376     0.280      0.740
+    integrated gradients (blur)      0.780   0.589     0.280      0.845
+    grad-cam (last block's ln_1)     0.450   0.259     0.221      0.585
+    attention, last block            0.700   0.260     0.289      0.696
+    attention, first block           0.562   0.387     0.271      0.760
+    attention rollout                0.670   0.254     0.265      0.824
+    gradient rollout                 0.620   0.307     0.294      0.791
+
+(Energy of a uniform map = the objects' mean area fraction, ~0.175.) Raw attention and rollout
+often point at the object (pointing 0.67-0.70) but spread their mass like a uniform map (energy
+0.25-0.26, chance 0.175); integrated gradients is the best localiser on both models.
 """
 
 from __future__ import annotations
