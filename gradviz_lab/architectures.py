@@ -5,11 +5,16 @@ weights and adds the ImageNet models).
 - ``ShapesCNN``: a small VGG-like CNN for ``make_shapes`` images, 3x64x64 -> 5 logits, written
   as a plan (``SHAPES_PLAN``) for ``vgg_features``.
 - ``SoftplusShapesCNN``: the same with a smooth softplus (``Softplus4``) in place of every ReLU.
+- ``ShapesViT``: a tiny vision transformer for the same images, torchvision's ``VisionTransformer``
+  (in ``gradviz_lab.vision_transformer``, imported only when built).
 
-``LAB_MODELS`` maps each lab model's name to its architecture.
+``LAB_MODELS`` maps each lab model's name to its architecture (a class, or for the ViT a function
+that builds one).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -125,10 +130,19 @@ class SoftplusShapesCNN(ShapesCNN):
     activation = Softplus4
 
 
-LAB_MODELS: dict[str, type[nn.Module]] = {
+def _shapes_vit() -> nn.Module:
+    """A fresh ``ShapesViT`` (``gradviz_lab.vision_transformer``), imported on first use: importing
+    torchvision takes seconds, which every lesson not about transformers should not pay."""
+    from .vision_transformer import ShapesViT
+
+    return ShapesViT()
+
+
+LAB_MODELS: dict[str, Callable[[], nn.Module]] = {
     "digits": DigitsCNN,
     "digits-robust": DigitsCNN,  # the same architecture, trained on PGD attacks (train.py)
     "shapes": ShapesCNN,
     "shapes-tagged": ShapesCNN,
     "shapes-softplus": SoftplusShapesCNN,
+    "shapes-vit": _shapes_vit,
 }

@@ -16,7 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "course": ("gradviz_lab.course", "copy the course (lessons, exercises, solutions) into a folder of yours, keeping your changes"),
     "lab": ("gradviz_lab.lab", "start JupyterLab on your copy of the course (127.0.0.1, fresh token)"),
     "exercises": ("gradviz_lab.exercises", "generate exercises/ from solutions/ (or --check for staleness)"),
-    "train": ("gradviz_lab.train", "train a lab model (digits, digits-robust, shapes, shapes-tagged, shapes-softplus) into ./lab-models/ or --out"),
+    "train": ("gradviz_lab.train", "train a lab model (digits, digits-robust, shapes, shapes-tagged, shapes-softplus, shapes-vit) into ./lab-models/ or --out"),
     "explain": ("gradviz_lab.explain", "write the figure explaining one image (model, method, target, knobs) to a PNG"),
     "gradient-flow": ("gradviz_lab.diagnostics.cli", "vanishing gradients: train deep sigmoid/relu/batchnorm/residual nets, plot the flow"),
 }

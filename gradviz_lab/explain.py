@@ -23,7 +23,7 @@ from . import methods
 # Kept here (not imported from the modules that define them) so that --help imports no torch;
 # tests/test_explain.py checks they match models.py and widgets/gallery.py. The methods and their
 # knobs come from the registry, gradviz_lab.methods, which imports no torch either.
-LAB_MODELS = ("digits", "digits-robust", "shapes", "shapes-tagged", "shapes-softplus")
+LAB_MODELS = ("digits", "digits-robust", "shapes", "shapes-tagged", "shapes-softplus", "shapes-vit")
 IMAGENET_MODELS = ("vgg16", "vgg19", "alexnet", "resnet18", "resnet50")
 METHOD_NAMES = methods.names()  # as the command was built; ``methods.names()`` is the live list
 BASELINES = methods.BASELINES

@@ -12,6 +12,8 @@ it added in a ``finally`` block, also when the code inside raises.
 - ``forward_shapes(model)``        the output shape of every module, in the order they finish
 - ``forward_outputs(model)``       the output tensor of every module, in the order they finish
 - ``running_modules(model)``       the modules whose forward pass is running (to find where it failed)
+- ``attention_weights(model)``     every ``nn.MultiheadAttention``'s weights softmax(q k^T / sqrt(d)),
+                                   per head, kept in the graph (vision transformers)
 - ``count_hooks(model)``           how many module hooks are registered (for tests and lessons)
 - ``outputs_replaced(modules, f)`` each module's output replaced by f(module, its input, output)
   (LRP's and DeepLIFT's rule nodes)
@@ -259,6 +261,64 @@ def running_modules(model: nn.Module) -> Iterator[list[tuple[str, nn.Module, tup
             handle.remove()
 
 
+@contextmanager
+def attention_weights(model: nn.Module) -> Iterator[list[tuple[str, torch.Tensor]]]:
+    """Record (name, A) for every ``nn.MultiheadAttention`` of the model each time it runs, with
+    A = softmax(q k^T / sqrt(d)) of shape (B, heads, T, S): row t says how much token t reads of
+    each token s, per head.
+
+    torchvision's ViT asks its attention for no weights (``need_weights=False``: the fused kernel
+    never forms A). Inside the block each attention module's ``forward`` is replaced, on the
+    instance, by the same computation written out (``_explicit_attention``), so A exists, is
+    recorded, and *is* the tensor the output is computed from: gradients w.r.t. it are the real
+    ones (``torch.autograd.grad(score, A)``). On exit the instance attribute is removed again
+    (or the one that was there put back), also when the block raises; the module's class,
+    arguments and hooks are never touched. Outputs agree with the fused kernel up to float
+    rounding.
+    """
+    records: list[tuple[str, torch.Tensor]] = []
+    patched: list[tuple[nn.Module, object]] = []
+    try:
+        for name, module in model.named_modules():
+            if isinstance(module, nn.MultiheadAttention):
+                patched.append((module, module.__dict__.get("forward")))
+                module.forward = _explicit_attention(module, lambda a, name=name: records.append((name, a)))
+        yield records
+    finally:
+        for module, before in patched:
+            del module.forward
+            if before is not None:
+                module.forward = before
+
+
+def _explicit_attention(mha: nn.MultiheadAttention, record: Callable[[torch.Tensor], None]) -> Callable:
+    """``mha.forward`` for batch-first attention without masks, with its weights formed and
+    recorded: per head, A = softmax(q k^T / sqrt(d)), out = out_proj(concat_heads(A v))."""
+    if not mha.batch_first or not mha._qkv_same_embed_dim or mha.bias_k is not None or mha.add_zero_attn:
+        raise ValueError(
+            "attention_weights reads batch-first attention with one input width, no bias_k/bias_v "
+            "and no zero attention (as in torchvision's ViT); this MultiheadAttention is configured otherwise"
+        )
+
+    def forward(query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
+                average_attn_weights=True, is_causal=False):
+        if key_padding_mask is not None or attn_mask is not None or is_causal:
+            raise ValueError("attention_weights does not handle attention masks")
+        batch, width, heads = query.shape[0], mha.embed_dim, mha.num_heads
+        bias = (None, None, None) if mha.in_proj_bias is None else mha.in_proj_bias.chunk(3)
+        split = lambda t: t.unflatten(-1, (heads, width // heads)).transpose(1, 2)  # noqa: E731  (B, h, T, d)
+        q, k, v = (split(F.linear(t, w, b)) for t, w, b in zip((query, key, value), mha.in_proj_weight.chunk(3), bias))
+        weights = torch.softmax(q @ k.transpose(-2, -1) / (width // heads) ** 0.5, dim=-1)
+        record(weights)
+        mixed = F.dropout(weights, mha.dropout, training=mha.training) @ v
+        output = mha.out_proj(mixed.transpose(1, 2).reshape(batch, -1, width))
+        if not need_weights:
+            return output, None
+        return output, weights.mean(dim=1) if average_attn_weights else weights
+
+    return forward
+
+
 # --- changing the backward pass of nn.ReLU ---------------------------------------------------
 
 # rule(grad_output, relu_input) -> grad_input: what flows back through one ReLU.
@@ -371,11 +431,24 @@ def relu_backward_rule(model: nn.Module, rule: ReluRule) -> Iterator[None]:
         )
     elif not relus:
         warn(
-            f"{type(model).__name__} has no nn.ReLU module and calls no relu, so the backward rule "
-            "changed nothing: deconvnet and guided backprop are rules for ReLUs, and here they "
-            "equal the plain gradient.",
+            f"{type(model).__name__} has no nn.ReLU module and calls no relu"
+            f"{_activations_named(model)}, so the backward rule changed nothing: deconvnet and "
+            "guided backprop are rules for ReLUs, and here they equal the plain gradient.",
             NoReLUWarning,
         )
+    elif any(isinstance(m, nn.GELU) for m in model.modules()):  # a transformer with a ReLU part
+        warn(
+            f"{type(model).__name__} has GELU activations besides its nn.ReLU modules: the rule "
+            "changes the ReLUs only, and through every GELU the plain gradient flows, so this is "
+            "deconvnet/guided backprop on part of the network (its ReLU layers) only.",
+            NoReLUWarning,
+        )
+
+
+def _activations_named(model: nn.Module) -> str:
+    """" (its activations: GELU)" for a transformer's GELUs, else "" (lesson 06 prints the
+    softplus model's message as it is)."""
+    return " (its activations: GELU)" if any(isinstance(m, nn.GELU) for m in model.modules()) else ""
 
 
 # --- watching gradients arrive (training diagnostics) -----------------------------------------

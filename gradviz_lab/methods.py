@@ -261,3 +261,22 @@ for _method in (
 ):
     register(_method)
 del _method
+
+# ---- vision transformers (attribution/attention.py; issue 20) ---------------------------------
+# Maps of a transformer's attention: on a model without nn.MultiheadAttention they raise, so they
+# stay out of the views that run every method on every model (the CNN lab models among them).
+_NOT_FOR_CNNS = frozenset({"compare", "evaluation", "table"})
+for _method in (
+    Method("attention", "attention", "gradviz_lab.attribution:attention_map",
+           (Knob("block", -1, "int", "attention: which encoder block (-1: the last)", low=-12, high=11),
+            Knob("head", None, "int", "attention: which head (default: the mean over heads)", low=0)),
+           left_out_of=_NOT_FOR_CNNS),
+    Method("attention-rollout", "attention rollout", "gradviz_lab.attribution:attention_rollout",
+           (Knob("head_fusion", "mean", "choice", "attention rollout: how the heads of a block are "
+                 "combined (mean: Abnar & Zuidema)", choices=("mean", "max", "min")),),
+           left_out_of=_NOT_FOR_CNNS),
+    Method("gradient-rollout", "gradient rollout", "gradviz_lab.attribution:gradient_rollout",
+           left_out_of=_NOT_FOR_CNNS),
+):
+    register(_method)
+del _method

@@ -13,9 +13,13 @@ checked on loading against the sha256 its model card ``NAME.json`` records):
   same way. It exists for integrated gradients (lesson 06): without the ReLU kinks the path
   integrand is smooth, so the quadrature converges much faster. It has no ReLU to hook, so
   deconvnet and guided backprop do not apply to it.
+- ``"shapes-vit"``: a tiny vision transformer for the same images, built from torchvision's
+  ``VisionTransformer`` (``gradviz_lab.vision_transformer``): attention maps and rollout
+  (``attribution.attention``), Grad-CAM on its tokens. GELU, no ReLU: deconvnet and guided backprop
+  do not apply to it either.
 
 Every model here takes images in [0, 1] directly (normalisation, if any, is inside the model) and,
-except ``"shapes-softplus"``, uses separate ``nn.ReLU`` modules (never functional relu), so guided
+except ``"shapes-softplus"`` and ``"shapes-vit"``, uses separate ``nn.ReLU`` modules (never functional relu), so guided
 backprop and deconvnet can hook them. ``imagenet_model(name)`` wraps torchvision's VGG16/19,
 AlexNet and ResNet18/50 the same way, with pretrained weights when torch's cache has them and a
 clear message when it does not.

@@ -1,4 +1,4 @@
-"""Reproducible training of the lab models: ``gradviz train digits|digits-robust|shapes|shapes-tagged|shapes-softplus``.
+"""Reproducible training of the lab models: ``gradviz train digits|digits-robust|shapes|shapes-tagged|shapes-softplus|shapes-vit``.
 
 Each recipe is a few epochs of AdamW with a one-cycle learning-rate schedule (warm-up, then cosine
 decay) on the CPU, seeded end to end (initialisation, data, shuffling, augmentation), with
@@ -14,7 +14,7 @@ What each model is evaluated on:
 - digits-robust (the digits recipe with PGD adversarial training): the same digits, clean and
   under FGSM and PGD attacks at several epsilons, and how well its input gradients follow the
   strokes (``attacks.stroke_correlation``);
-- shapes, shapes-softplus: 1,000 fresh shapes from a seed used nowhere in training;
+- shapes, shapes-softplus, shapes-vit: 1,000 fresh shapes from a seed used nowhere in training;
 - shapes-tagged: the same fresh shapes with and without the mark: a model that learned the mark
   instead of the circle loses most of its circles when the mark is removed.
 """
@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from . import attacks
 from .data import SHAPE_CLASSES, TAGGED_CLASS, load_digits, make_shapes
 from .evaluate.report import accuracy  # the kit's one accuracy: eval mode, the model left as it was
-from .models import LAB_MODELS, ShapesCNN, build_lab_model, lab_weights_path
+from .models import LAB_MODELS, ShapesCNN, build_lab_model, lab_weights_path, load_lab_model
 from .threads import lab_threads
 from .train_data import (  # noqa: F401  (the batches' making lives there; its names are part of this module's)
     SHAPES_TRAIN_SEED,
@@ -73,6 +73,8 @@ class Recipe:
     # is replaced by its L-infinity PGD attack at this epsilon (pixel units of [0, 1]).
     adversarial_epsilon: float = 0.0
     adversarial_steps: int = 0  # PGD steps per batch (step size 2.5 * epsilon / steps, random start)
+    # shapes-vit only: its CNN trunk (conv_proj.0) starts from this shipped lab model's features
+    trunk_from: str = ""
     seed: int = 0
     # One thread: bitwise reproducible, and on a shared 2-core machine much faster than two
     # threads fighting other processes for the cores.
@@ -88,6 +90,11 @@ RECIPES: dict[str, Recipe] = {
     "shapes-tagged": dataclasses.replace(SHAPES_RECIPE, tag_prob=1.0),
     "shapes-softplus": SHAPES_RECIPE,  # only the activation differs (models.SoftplusShapesCNN)
 }
+# The hybrid vision transformer (vision_transformer.ShapesViT): its CNN trunk starts from the shipped
+# shapes CNN (a plain ViT stays at chance on these images within the time), then everything trains
+# together; a lower peak rate than the CNN's and the usual ViT weight decay.
+RECIPES["shapes-vit"] = Recipe(epochs=3, batch_size=64, lr=1e-3, weight_decay=0.05, n_train=6000, augment="none",
+                               trunk_from="shapes")
 # The digits recipe, each batch replaced by its PGD attack (lesson 09: adversarial examples).
 RECIPES["digits-robust"] = dataclasses.replace(RECIPES["digits"], adversarial_epsilon=0.15, adversarial_steps=5)
 # The attack the robust model's card reports (and the tests check), at these epsilons.
@@ -169,11 +176,25 @@ def deterministic(threads: int) -> Iterator[None]:
 
 
 def model_to_train(name: str, recipe: Recipe) -> nn.Module:
+    if recipe.trunk_from:
+        return vit_with_trunk(name, recipe.trunk_from)
     if not recipe.batch_norm:
         return build_lab_model(name)
-    if not issubclass(LAB_MODELS[name], ShapesCNN):
+    if not (isinstance(LAB_MODELS[name], type) and issubclass(LAB_MODELS[name], ShapesCNN)):
         raise ValueError(f"batch_norm=True is for the shapes models, not {name!r}")
     return LAB_MODELS[name](batch_norm=True)
+
+
+@torch.no_grad()
+def vit_with_trunk(name: str, trunk_from: str) -> nn.Module:
+    """A fresh hybrid ViT whose CNN trunk (``conv_proj.0``) holds the convolutions of the shipped
+    lab model ``trunk_from`` (loaded and sha-checked as usual); the rest is torchvision's init."""
+    model = build_lab_model(name)
+    trunk = getattr(getattr(model, "conv_proj", None), "0", None)
+    if trunk is None:
+        raise ValueError(f"trunk_from is for the hybrid ViT (shapes-vit), not {name!r}")
+    trunk.load_state_dict(load_lab_model(trunk_from).features.state_dict())
+    return model
 
 
 @torch.no_grad()

@@ -75,7 +75,7 @@ def test_every_method_loads_its_function_and_its_knobs_are_the_functions_own():
 def test_one_spelling_and_the_table_titles_lesson_07_prints():
     assert methods.names()[:9] == (
         "saliency", "smoothgrad", "integrated-gradients", "occlusion", "gradient", "deconvnet",
-        "guided-backprop", "gradcam", "guided-gradcam",
+        "guided-backprop", "gradcam", "guided-gradcam", "attention", "attention-rollout", "gradient-rollout",
     )
     family = ("cam", "gradcam-plus-plus", "xgradcam", "hirescam", "layercam", "scorecam",
               "ablationcam", "eigencam")

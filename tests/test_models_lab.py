@@ -106,11 +106,11 @@ def test_shapes_logits_are_a_linear_function_of_the_mean_feature_maps():
 
 
 def test_lab_model_names_and_errors(tmp_path):
-    assert set(LAB_MODELS) == {"digits", "digits-robust", "shapes", "shapes-tagged", "shapes-softplus"}
+    assert set(LAB_MODELS) == {"digits", "digits-robust", "shapes", "shapes-tagged", "shapes-softplus", "shapes-vit"}
     assert type(build_lab_model("digits-robust")) is DigitsCNN
     assert isinstance(build_lab_model("shapes-tagged"), ShapesCNN)
     assert type(build_lab_model("shapes-softplus")) is SoftplusShapesCNN
-    with pytest.raises(ValueError, match="digits, digits-robust, shapes, shapes-tagged, shapes-softplus"):
+    with pytest.raises(ValueError, match="digits, digits-robust, shapes, shapes-tagged, shapes-softplus, shapes-vit"):
         build_lab_model("cifar")
     with pytest.raises(FileNotFoundError, match="gradviz train shapes"):
         load_lab_model("shapes", weights_dir=tmp_path)

@@ -152,7 +152,7 @@ def test_installed_wheel_loads_every_model_and_data_set(installed, outside):
     prefix = str(installed["prefix"])
     assert report["package"].startswith(prefix), report["package"]  # the wheel, not this checkout
     assert report["data"].startswith(prefix) and report["checkout"] == "None"
-    assert set(report["models"]) == {"digits", "digits-robust", "shapes", "shapes-tagged", "shapes-softplus"}
+    assert set(report["models"]) == {"digits", "digits-robust", "shapes", "shapes-tagged", "shapes-softplus", "shapes-vit"}
     assert report["digits"] == [4000, 1000] and report["shapes"] == [6, 3, 64, 64]
     assert report["photos"]["cat"] == [3, 256, 385] and len(report["photos"]) == 5
     assert report["textures"] == [[256, 256]] * 3

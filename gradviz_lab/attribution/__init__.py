@@ -28,6 +28,8 @@ One call shape for all maps: ``method(model, x, target=None, **knobs)``. The exc
 |               | scorecam, ablationcam                           | cam_scores.py  |
 | relevance     | lrp (rules, composites)                          | lrp/           |
 | differences   | input_x_gradient, deeplift                       | deeplift.py    |
+| (layouts)     | tokens_to_maps, channels_last (for cam_inputs)   | layouts.py     |
+| attention     | attention_map, attention_rollout, gradient_rollout, attention_per_layer | attention.py |
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from __future__ import annotations
 import torch
 
 from .approximate import OcclusionApproximation
+from .attention import attention_map, attention_per_layer, attention_rollout, gradient_rollout
 from .cam import cam_layers, default_cam_layer, gradcam, guided_gradcam
 from .cam_family import cam, eigencam, gradcam_plus_plus, hirescam, layercam, xgradcam
 from .cam_scores import ablationcam, scorecam
@@ -88,4 +91,8 @@ __all__ = [
     "input_x_gradient",
     "deeplift",
     "max_response",
+    "attention_map",
+    "attention_per_layer",
+    "attention_rollout",
+    "gradient_rollout",
 ]

@@ -4,6 +4,7 @@ networks via gradient-based localization"), and the pipeline every class activat
 A CAM method is its weighting of a layer's maps, between two shared steps:
 
     activations, gradients = cam_inputs(model, x, target, layer)   # A (B, K, h, w), dy/dA
+                                                                   # (tokens, channels last: layouts.py)
     weighted = <the method's own formula>                          # (B, K, h, w)
     return cam_output(weighted, x, upsample, "its name")           # ReLU(sum_k), upsampled
 
@@ -26,11 +27,12 @@ from torch import nn
 
 from .. import hooks
 from .._boundary import public
-from .._checks import check_flag
+from .._checks import check_flag, resolve_layer
 from .._forward import run_model
 from ..targets import Target, TargetScore
 from ._common import finite_map
 from .gradients import layer_gradients
+from .layouts import Reshape, as_maps, channels_last, last_attention_input, vision_transformer
 from .relu_rules import guided_backprop
 
 
@@ -40,21 +42,31 @@ POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2
 @public
 def cam_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
     """The layers Grad-CAM can read, in forward order: each runs once per forward pass and
-    outputs a (B, K, h, w) map with h*w > 1 that no pooling layer made (pooling only shrinks the
-    maps). A container that passes on its last child's output unchanged is listed under the
-    child's name."""
+    outputs a (B, K, h, w) map with h*w > 1, channels first, that no pooling layer made (pooling
+    only shrinks the maps). A container that passes on its last child's output unchanged is listed
+    under the child's name. Channels-last layers (ConvNeXt's, ``layouts.channels_last``) are left
+    out. In a torchvision ViT the token layers (B, 1 + N, D) are listed too, up to the input of
+    the last attention (``default_cam_layer`` says why not beyond)."""
     # eval mode: one image is enough to see the layers; batch norm in train mode needs two
     with hooks.training_mode(model, False), torch.no_grad(), hooks.forward_outputs(model) as outputs:
         run_model(model, x[:1])
     runs = Counter(name for name, _, _ in outputs)
     modules = dict(model.named_modules())
     pooled = [out for name, out, _ in outputs if isinstance(modules[name], POOLING)]
+    last_token_layer = last_attention_input(model)
+    tokens_listed = last_token_layer is not None
     names: list[str] = []
     listed: list[tuple[torch.Tensor, int]] = []
     for name, out, version in outputs:  # a child's pass ends before its container's
-        if out.dim() != 4 or out.shape[2] * out.shape[3] <= 1 or runs[name] != 1:
+        if runs[name] != 1:
             continue
-        if isinstance(modules[name], POOLING) or any(out is p for p in pooled):
+        if out.dim() == 3 and out.shape[1] > 1:  # tokens: listed in a torchvision ViT (grid known)
+            if not tokens_listed:
+                continue
+            tokens_listed = name != last_token_layer
+        elif out.dim() != 4 or out.shape[2] * out.shape[3] <= 1 or channels_last(model, name):
+            continue
+        elif isinstance(modules[name], POOLING) or any(out is p for p in pooled):
             continue
         if any(out is seen and version == seen_version for seen, seen_version in listed):
             continue  # a container passing on a listed child's output, unchanged
@@ -77,11 +89,21 @@ def default_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
 
     Finding it costs a forward pass (``cam_layers``), so the answer is remembered per model, image
     shape, dtype and device, and for the model's current modules (replacing a layer asks again).
+
+    A torchvision vision transformer (``shapes-vit``: "encoder.layers.encoder_layer_3.ln_1"):
+    the last encoder block's first LayerNorm, the tokens the last attention reads. Only the class
+    token of the last block's output reaches the classifier, so at any layer after the last
+    attention the patch tokens' gradients are zero (an empty map); this is the last layer where
+    the patch tokens still matter, and the first LayerNorm makes the token features comparable
+    (pytorch-grad-cam's advice for ViTs, ``blocks[-1].norm1``). ConvNeXt: its last block's
+    output, channels first (the layers inside a block are channels last).
     """
     key = (tuple(x.shape[1:]), x.dtype, x.device.type, tuple(id(m) for m in model.modules()))
     remembered = _DEFAULT_LAYERS.setdefault(model, {})
     if key not in remembered:
         layers = cam_layers(model, x)
+        if vision_transformer(model) is not None:
+            layers = [name for name in layers if name == last_attention_input(model)] or layers
         if not layers:
             raise ValueError("no layer of the model outputs a (B, K, h, w) map; pass layer=...")
         remembered.clear()  # one shape at a time: a model explained at many sizes stays small
@@ -90,16 +112,25 @@ def default_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
 
 
 def cam_inputs(
-    model: nn.Module, x: torch.Tensor, target: TargetScore, layer: str | nn.Module | None
+    model: nn.Module, x: torch.Tensor, target: TargetScore, layer: str | nn.Module | None,
+    reshape: Reshape | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The layer's activation maps A (B, K, h, w) and the gradient dy/dA of the target score
-    (``layer_gradients``); layer None is ``default_cam_layer(model, x)``."""
+    (``layer_gradients``); layer None is ``default_cam_layer(model, x)``.
+
+    A layer whose output is not (B, K, h, w) is laid out first (``layouts.as_maps``): tokens
+    (B, 1 + N, D) -> the class token dropped, the patches on their grid, (B, D, rows, cols);
+    channels last -> refused with a clear error. ``reshape`` (a function applied to the output
+    and to its gradient alike) overrides that, like pytorch-grad-cam's ``reshape_transform``.
+    """
     if layer is None:
         layer = default_cam_layer(model, x)
     activations, gradients = layer_gradients(model, x, layer, target)
-    if activations.dim() != 4:
+    to_maps = as_maps(model, resolve_layer(model, layer)[0], activations, reshape)
+    activations, gradients = to_maps(activations), to_maps(gradients)
+    if activations.dim() != 4 or gradients.shape != activations.shape:
         raise ValueError(
-            f"Grad-CAM needs a layer with (B, K, h, w) output, got {tuple(activations.shape)}"
+            f"reshape must give (B, K, h, w) maps, got {tuple(activations.shape)}"
         )
     return activations, gradients
 
@@ -166,6 +197,7 @@ def gradcam(
     target: Target = None,
     layer: str | nn.Module | list | None = None,
     upsample: bool = True,
+    reshape: Reshape | None = None,
 ) -> torch.Tensor:
     """Grad-CAM: the layer's activation maps weighted by their mean gradient, then a ReLU.
 
@@ -177,8 +209,10 @@ def gradcam(
     are combined (``combined_layers``: each normalised to max 1, then averaged). Returns
     (B, 1, H, W), upsampled bilinearly to the input size, or (B, 1, h, w) at the layer's
     resolution with upsample=False.
+    A token layer of a vision transformer is laid out on its patch grid (``cam_inputs``; override
+    with ``reshape``).
     """
-    activations, gradients = cam_inputs(model, x, target, layer)
+    activations, gradients = cam_inputs(model, x, target, layer, reshape)
     alpha = gradients.mean(dim=(2, 3), keepdim=True)
     return cam_output(alpha * activations, x, upsample, "Grad-CAM")
 
@@ -189,6 +223,7 @@ def guided_gradcam(
     x: torch.Tensor,
     target: Target = None,
     layer: str | nn.Module | list | None = None,
+    reshape: Reshape | None = None,
 ) -> torch.Tensor:
     """Guided Grad-CAM: guided backpropagation times the upsampled Grad-CAM map.
 
@@ -197,5 +232,5 @@ def guided_gradcam(
     Both maps explain the same class (None is resolved once, to the predicted class).
     """
     target = target.fixed(model, x)
-    cam = gradcam(model, x, target, layer=layer, upsample=True)
+    cam = gradcam(model, x, target, layer=layer, upsample=True, reshape=reshape)
     return finite_map(guided_backprop(model, x, target) * cam, "guided Grad-CAM")

@@ -17,7 +17,7 @@ from torch import nn
 from .. import attribution, data, hooks, methods, models
 from .._forward import run_model
 
-LAB_MODELS = ("digits", "digits-robust", "shapes", "shapes-tagged", "shapes-softplus")
+LAB_MODELS = ("digits", "digits-robust", "shapes", "shapes-tagged", "shapes-softplus", "shapes-vit")
 IMAGENET_MODELS = ("vgg16", "vgg19", "alexnet", "resnet18", "resnet50")
 
 # Defaults that depend on the model a gallery comes with. The shapes models recognise fewer and
@@ -80,6 +80,7 @@ def gallery(name: str = "shapes", *, random_weights: bool = False) -> Gallery:
                    tag (the tagged class's mark) painted on
     shapes-softplus  the shapes CNN with softplus instead of ReLU (for integrated gradients),
                    on the shapes gallery
+    shapes-vit     a tiny vision transformer (torchvision's VisionTransformer) on the shapes gallery
     vgg16, ...     an ImageNet model (random weights if asked) and the shipped photos, 224x224
     """
     if name in ("digits", "digits-robust"):
@@ -156,7 +157,8 @@ def choose_gallery_pairs(count: int = GALLERY_PAIR_COUNT, search: int = 1000,
     """The first ``count`` drawings whose objects fit one window (``pair_crop``) and that every
     shapes-family lab model reads (``reads_both_objects``, in float64: the same choice on every
     CPU)."""
-    names = model_names or tuple(n for n in LAB_MODELS if n.startswith("shapes"))
+    # the CNNs of the family: the pairs were chosen for them, before the ViT (lessons print them)
+    names = model_names or tuple(n for n in LAB_MODELS if n.startswith("shapes") and n != "shapes-vit")
     family = [models.load_lab_model(n).double() for n in names]
     chosen = []
     for index in range(search):
