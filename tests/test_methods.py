@@ -75,13 +75,16 @@ def test_every_method_loads_its_function_and_its_knobs_are_the_functions_own():
 def test_one_spelling_and_the_table_titles_lesson_07_prints():
     assert methods.names()[:9] == (
         "saliency", "smoothgrad", "integrated-gradients", "occlusion", "gradient", "deconvnet",
-        "guided-backprop", "gradcam", "guided-gradcam", "attention", "attention-rollout", "gradient-rollout",
+        "guided-backprop", "gradcam", "guided-gradcam",
     )
     family = ("cam", "gradcam-plus-plus", "xgradcam", "hirescam", "layercam", "scorecam",
               "ablationcam", "eigencam")
     assert methods.names()[9:17] == family  # Grad-CAM's family: out of the table (lesson 07)
     assert not set(family) & set(methods.names("table") + methods.names("compare"))
     assert set(family) <= set(methods.names("evaluation"))
+    attention = ("attention", "attention-rollout", "gradient-rollout")
+    assert methods.names()[20:23] == attention  # transformers only: in no view that runs the CNNs
+    assert not set(attention) & set(methods.names("table") + methods.names("compare") + methods.names("evaluation"))
     assert [methods.get(n).title for n in methods.names("table")] == [
         "saliency", "smoothgrad", "integrated gradients", "occlusion", "deconvnet",
         "guided backprop", "grad-cam", "guided grad-cam",
