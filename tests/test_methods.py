@@ -12,6 +12,8 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import with_registry_methods
+
 from gradviz_lab import attribution, cli, evaluate, explain, methods
 from gradviz_lab.widgets import compare_dashboard, deletion_dashboard, randomisation_dashboard
 from gradviz_lab.widgets import recipes
@@ -148,8 +150,14 @@ def test_a_registered_method_appears_everywhere_without_further_edits(tmp_path):
         torch.testing.assert_close(
             maps["doubled gradient"], evaluate.as_pixel_map(3 * attribution.input_gradient(model, images, labels))
         )
+        # the tests' list of every method (state, boundary, devices, bad inputs), with its light knobs
+        every = with_registry_methods({})
+        assert "doubled_gradient" in every
+        torch.testing.assert_close(every["doubled_gradient"](model, images, 1),
+                                   2 * attribution.input_gradient(model, images, 1))
     # and gone again once removed
     assert "doubled-gradient" not in methods.names()
+    assert "doubled_gradient" not in with_registry_methods({})
     assert "doubled gradient" not in evaluate.default_methods()
     assert "doubled gradient" not in compare_dashboard(model, images, CLASSES).last_maps
 
