@@ -15,7 +15,7 @@ from conftest import assert_same_state, prepared_model, snapshot
 from torch import nn
 
 from gradviz_lab import attribution, viz
-from gradviz_lab.attribution.lrp import COMPOSITES, Composite, Epsilon, Flat, Gamma, ZBox, ZPlus
+from gradviz_lab.attribution.lrp import COMPOSITES, Composite, Epsilon, Flat, Gamma, ZBox
 from gradviz_lab.widgets import lrp_dashboard
 from gradviz_lab.widgets.lrp import PER_GROUP, LrpDashboard
 
