@@ -40,7 +40,7 @@ from .. import attacks, hooks, viz
 from .._forward import run_model
 from ..explanation_attacks import rank_correlation, topk_intersection
 from .base import PREDICTED, WIDE, Dashboard
-from .recipes import LAB_MODELS, Explanation, explain
+from .recipes import Explanation, explain
 
 SLIDER = {"continuous_update": False, "style": WIDE}  # recompute on release
 
@@ -84,20 +84,7 @@ class AttackDashboard(Dashboard):
             ),
             "steps": widgets.IntSlider(value=10, min=1, max=MAX_STEPS, description="steps", **SLIDER),
         }
-        if self.gallery_name in LAB_MODELS:  # a gallery of the kit: its other lab models too
-            knobs["model"] = widgets.Dropdown(
-                options=list(LAB_MODELS), value=self.gallery_name, description="model"
-            )
-            # observed before the redraw (observers run in order), and also during dash.set(...):
-            # the image and class choices must be the new model's before other knobs are set
-            knobs["model"].observe(self._on_model, names="value")
-        return knobs
-
-    def _on_model(self, change: dict) -> None:
-        try:
-            self.switch_model(change["new"])
-        except Exception as error:  # shown in the dashboard like any other error
-            self.show_error(error)
+        return {**knobs, **self.lab_model_knob()}
 
     # ---- knobs that depend on each other --------------------------------------------------------
     def on_knobs_changed(self) -> None:
@@ -113,21 +100,6 @@ class AttackDashboard(Dashboard):
                 self.norm_on_show = norm
             epsilon.disabled = not uses_epsilon
             self.knobs["steps"].disabled = not uses_steps
-
-    def switch_model(self, name: str) -> None:
-        """Load lab model ``name`` with its gallery; keep the image and target positions that
-        still exist (the digits and the shapes have different images and classes)."""
-        self._load(None, None, None, None, name)
-        self.cache.clear()
-        self.predictions.clear()
-        with self.quietly():
-            index, target = int(self.image.value), self.target.value
-            self.image.options = [(n, i) for i, n in enumerate(self.image_names)]
-            self.image.value = index if index < len(self.image_names) else 0
-            self.target.options = [("none: untargeted", PREDICTED)] + [
-                (n, i) for i, n in enumerate(self.class_names)
-            ]
-            self.target.value = target if target < len(self.class_names) else PREDICTED
 
     # ---- what to show ------------------------------------------------------------------------
     def attack_knobs(self) -> dict[str, Any]:

@@ -50,7 +50,7 @@ from .frame import (  # noqa: F401  (re-exported: the frame's names, as before t
     static_view_line,
     write_png_file,
 )
-from .gallery import gallery, gallery_defaults
+from .gallery import LAB_MODELS, gallery, gallery_defaults
 
 PREDICTED = -1  # value of the target dropdown meaning "the predicted class"
 WIDE = {"description_width": "initial"}
@@ -155,6 +155,38 @@ class Dashboard(PictureDashboard):
         )
         if len(self.image_names) != len(self.images):
             raise ValueError(f"{len(self.image_names)} image names for {len(self.images)} images")
+
+    def lab_model_knob(self) -> dict[str, widgets.Dropdown]:
+        """{"model": the kit's lab models} for a dashboard showing a kit gallery (else {}), to put
+        among its knobs. It is observed before the redraw (observers run in order), and also
+        during dash.set(...): the images and classes are the new model's before other knobs are set."""
+        if self.gallery_name not in LAB_MODELS:
+            return {}
+        knob = widgets.Dropdown(options=list(LAB_MODELS), value=self.gallery_name, description="model")
+        knob.observe(self._on_model, names="value")
+        return {"model": knob}
+
+    def _on_model(self, change: dict) -> None:
+        try:
+            self.switch_model(change["new"])
+        except Exception as error:  # shown in the dashboard like any other error
+            self.show_error(error)
+
+    def switch_model(self, name: str) -> None:
+        """Load lab model ``name`` with its gallery; keep the image and class positions that
+        still exist (the digits and the shapes have different images and classes), and the
+        target menu's first entry (the dashboard's own words for PREDICTED)."""
+        self._load(None, None, None, None, name)
+        self.cache.clear()
+        self.predictions.clear()
+        with self.quietly():
+            index, target = int(self.image.value), self.target.value
+            self.image.options = [(n, i) for i, n in enumerate(self.image_names)]
+            self.image.value = index if index < len(self.image_names) else 0
+            self.target.options = [self.target.options[0]] + [
+                (n, i) for i, n in enumerate(self.class_names)
+            ]
+            self.target.value = target if target < len(self.class_names) else PREDICTED
 
     def make_image_control(self) -> widgets.ValueWidget:
         return widgets.Dropdown(

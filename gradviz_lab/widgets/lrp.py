@@ -28,9 +28,8 @@ import ipywidgets as widgets
 from .. import viz
 from ..attribution.lrp import COMPOSITES, RULES, Composite, rule
 from ..attribution.lrp import lrp as lrp_relevance
-from .base import PREDICTED, WIDE, Dashboard
+from .base import WIDE, Dashboard
 from .explaining import Explanation
-from .recipes import LAB_MODELS
 
 SLIDER = {"continuous_update": False, "style": WIDE}  # recompute on release
 PER_GROUP = "per layer group"  # the composite choice that hands the rules to the three group knobs
@@ -66,32 +65,7 @@ class LrpDashboard(Dashboard):
             "maxpool": widgets.ToggleButtons(options=["winner", "average"], value="winner",
                                              description="max pool"),
         }
-        if self.gallery_name in LAB_MODELS:  # a gallery of the kit: its other lab models too
-            knobs["model"] = widgets.Dropdown(options=list(LAB_MODELS), value=self.gallery_name,
-                                              description="model")
-            knobs["model"].observe(self._on_model, names="value")  # before the redraw
-        return knobs
-
-    def _on_model(self, change: dict) -> None:
-        try:
-            self.switch_model(change["new"])
-        except Exception as error:  # shown in the dashboard like any other error
-            self.show_error(error)
-
-    def switch_model(self, name: str) -> None:
-        """Load lab model ``name`` with its gallery; keep the image and class positions that
-        still exist (the digits and the shapes have different images and classes)."""
-        self._load(None, None, None, None, name)
-        self.cache.clear()
-        self.predictions.clear()
-        with self.quietly():
-            index, target = int(self.image.value), self.target.value
-            self.image.options = [(n, i) for i, n in enumerate(self.image_names)]
-            self.image.value = index if index < len(self.image_names) else 0
-            self.target.options = [("predicted class", PREDICTED)] + [
-                (n, i) for i, n in enumerate(self.class_names)
-            ]
-            self.target.value = target if target < len(self.class_names) else PREDICTED
+        return {**knobs, **self.lab_model_knob()}
 
     def on_knobs_changed(self) -> None:
         """A named composite shows its rules in the group knobs (greyed out); "per layer group"
