@@ -20,18 +20,23 @@ ReluRule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class _ReLUWithRule(torch.autograd.Function):
-    """max(0, s) forward; ``rule(g, s)`` backward instead of the usual 1{s>0} g."""
+    """The ReLU's own output a = max(0, s), passed on unchanged; ``rule(g, s)`` sent back to s.
+
+    The forward pass computes nothing: the ReLU has already computed a (recomputing max(0, s)
+    here cost a pass over every activation map). The backward pass sends ``rule(g, s)`` to the
+    ReLU's input s and nothing to a: the ReLU's own backward 1{s>0} g receives no gradient.
+    """
 
     @staticmethod
-    def forward(ctx, s: torch.Tensor, rule: ReluRule) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, s: torch.Tensor, a: torch.Tensor, rule: ReluRule) -> torch.Tensor:  # type: ignore[override]
         ctx.save_for_backward(s)
         ctx.rule = rule
-        return s.clamp(min=0)
+        return a.view_as(a)  # a new tensor object (sharing a's memory) for this node to own
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):  # type: ignore[override]
         (s,) = ctx.saved_tensors
-        return ctx.rule(grad_output, s), None
+        return ctx.rule(grad_output, s), None, None
 
 
 class FunctionalReLUWarning(UserWarning):
@@ -66,10 +71,10 @@ def relu_backward_rule(model: nn.Module, rule: ReluRule) -> Iterator[None]:
     """Inside this block, back-propagation through every ``nn.ReLU`` of the model uses ``rule``.
 
     How: a forward pre-hook keeps the ReLU's input s (a copy when the ReLU works in place, since
-    the ReLU is about to overwrite it), and a forward hook replaces the ReLU's output by
-    ``_ReLUWithRule(s)``: the same values, a backward pass given by ``rule``. The original ReLU
-    node is left out of the graph. This works with ``ReLU(inplace=True)`` and with one ReLU module
-    called several times (each call keeps its own input).
+    the ReLU is about to overwrite it), and a forward hook passes the ReLU's output through
+    ``_ReLUWithRule``: the same values, with a backward pass that sends ``rule(g, s)`` to s
+    (the ReLU's own backward receives nothing). This works with ``ReLU(inplace=True)`` and with
+    one ReLU module called several times (each call keeps its own input).
 
     Limits, said plainly: only ``nn.ReLU`` modules are changed. A relu called as a function
     (``F.relu``, ``torch.relu``, ``x.relu()``) cannot be hooked; such calls are detected during
@@ -88,9 +93,9 @@ def relu_backward_rule(model: nn.Module, rule: ReluRule) -> Iterator[None]:
         kept_inputs[id(module)].append(s.clone() if module.inplace else s)
         spy.inside_relu_module += 1
 
-    def apply_rule(module: nn.Module, _inputs: tuple, _output: torch.Tensor) -> torch.Tensor:
+    def apply_rule(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor:
         spy.inside_relu_module -= 1
-        return _ReLUWithRule.apply(kept_inputs[id(module)].pop(), rule)
+        return _ReLUWithRule.apply(kept_inputs[id(module)].pop(), output, rule)
 
     # The spy watches the model's forward passes only: a function mode slows every torch call
     # it sees, and the backward pass and the code around the model need no watching.
