@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from .. import attribution
+from ..threads import lab_threads
 from .harness import Case, CheckReport, _not_a_function, run_checks
 
 Rollout = Callable[[list[torch.Tensor]], torch.Tensor]
@@ -135,8 +136,9 @@ def check_attention_rollout(student: Rollout) -> CheckReport:
     if not callable(student):
         return _not_a_function("attention rollout", student)
     mistakes = {hint: _on_attention(wrong) for hint, wrong in MISTAKES.items()}
-    return run_checks("attention rollout", _on_attention(student), _kit_rollout, attention_cases(),
-                      mistakes, atol=ATOL)
+    with lab_threads():  # tiny models: on a busy machine several threads only wait for each other
+        return run_checks("attention rollout", _on_attention(student), _kit_rollout,
+                          attention_cases(), mistakes, atol=ATOL)
 
 
 __all__ = ["MISTAKES", "attention_cases", "check_attention_rollout", "tiny_vit"]

@@ -39,6 +39,7 @@ from torch import nn
 
 from .. import attribution, methods
 from ..attribution.layouts import vision_transformer
+from ..threads import lab_threads
 from .base import WIDE, Dashboard
 from .explaining import Explanation
 
@@ -84,7 +85,8 @@ class VitDashboard(Dashboard):
 
     def make_knobs(self) -> dict[str, widgets.ValueWidget]:
         # one forward pass tells the blocks and their heads (and refuses a model without attention)
-        attentions = attribution.attention_per_layer(self.model, self.images[:1])
+        with lab_threads(self.model):
+            attentions = attribution.attention_per_layer(self.model, self.images[:1])
         heads = {weights.shape[1] for weights in attentions.values()}
         self.blocks = len(attentions)
         self.layers = token_layers(self.model, self.blocks)
