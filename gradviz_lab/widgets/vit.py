@@ -152,8 +152,9 @@ class VitDashboard(Dashboard):
             return f"attention, block {knobs['block']}, {head}"
         if method in ("attention-rollout", "gradient-rollout"):
             return f"{method_label(method)} ({self.blocks} blocks)"
-        if method == "gradcam":
-            return f"Grad-CAM on tokens, {knobs.get('layer', 'default layer')}"
+        if method == "gradcam":  # a torchvision ViT's block, or Grad-CAM's own default layer
+            return (f"Grad-CAM on tokens, {knobs['layer']}" if "layer" in knobs
+                    else "Grad-CAM, its default layer")
         return next(iter(found.maps))  # the recipe's own title: "IG (blur, 32 steps)", ...
 
     def caption_html(self, index: int, explanations: list[Explanation]) -> str:
