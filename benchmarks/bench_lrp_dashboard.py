@@ -13,15 +13,13 @@ Usage: python benchmarks/bench_lrp_dashboard.py [--repeats 5]
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
-import statistics
 import sys
-import time
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import torch  # noqa: E402
+from dashboard_timing import row, timed_changes, values_for  # noqa: E402
 
 from gradviz_lab.widgets.lrp import PER_GROUP, lrp_dashboard  # noqa: E402
 
@@ -41,36 +39,6 @@ SCENARIOS = {
     "target class": ("target", "classes", {}),
     "image": ("image", "images", {"target": -1}),
 }
-
-
-def timed_changes(dash, control: str, values, repeats: int, clear: bool = True) -> list[float]:
-    """Wall seconds from ``control.value = v`` to the new PNG (each a fresh computation when
-    ``clear``)."""
-    times = []
-    for value in itertools.islice(itertools.cycle(values), 3 * repeats + 2):
-        if dash.controls[control].value == value:
-            continue
-        if clear:
-            dash.cache.clear()
-        renders = dash.renders
-        start = time.perf_counter()
-        dash.controls[control].value = value
-        elapsed = time.perf_counter() - start
-        if dash.last_error is not None:
-            raise RuntimeError(f"{control}={value!r}: {dash.last_error!r}")
-        assert dash.renders == renders + 1, "the change did not redraw"
-        times.append(elapsed)
-        if len(times) == repeats + 1:
-            break
-    return times[1:]  # the first change warms up torch and matplotlib
-
-
-def values_for(dash, values) -> list:
-    if values == "classes":
-        return list(range(len(dash.class_names)))
-    if values == "images":
-        return list(range(len(dash.images)))
-    return list(values)
 
 
 def run(repeats: int) -> list[tuple[str, list[float]]]:
@@ -98,10 +66,9 @@ def main() -> int:
     print(f"{'model            change':58s} {'median':>7s} {'max':>7s} {'goal':>6s}")
     failures = 0
     for label, times in run(args.repeats):
-        median = statistics.median(times)
-        failures += median > GOAL
-        print(f"{label:58s} {1000 * median:5.0f}ms {1000 * max(times):5.0f}ms "
-              f"{1000 * GOAL:4.0f}ms {'ok' if median <= GOAL else 'SLOW'}")
+        line, missed = row(label, times, GOAL)
+        failures += missed
+        print(line)
     print("all goals met" if not failures else f"{failures} goal(s) missed")
     return 0
 

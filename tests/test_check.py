@@ -493,6 +493,15 @@ def test_backward_into_dot_grad_or_frozen_parameters_fail_the_case(capsys):
     assert "requires_grad flags changed" in capsys.readouterr().out
 
 
+def student_rollout(attentions):  # attention rollout (lesson 10): Ā + I, rows renormalised
+    eye = torch.eye(attentions[0].shape[-1], dtype=attentions[0].dtype)
+    rollout = eye
+    for weights in attentions:
+        mixing = weights.mean(dim=1) + eye
+        rollout = mixing / mixing.sum(dim=-1, keepdim=True) @ rollout
+    return rollout[:, 0, 1:]
+
+
 CORRECT_STUDENTS = {  # a right answer for every checker; none of them draws from torch's stream
     check.check_saliency: student_saliency,
     check.check_occlusion: student_occlusion,
@@ -505,6 +514,7 @@ CORRECT_STUDENTS = {  # a right answer for every checker; none of them draws fro
     check.check_integrated_gradients: make_student_ig(),
     check.check_gradient_norms: make_student_gradient_norms(),
     check.check_ascent_step: make_student_ascent_step(),
+    check.check_attention_rollout: student_rollout,
 }
 
 

@@ -14,11 +14,13 @@ line instead of a traceback. Every checker returns a ``CheckReport`` whose ``pas
 all cases match.
 
 One idea per module: ``harness`` (cases, ``run_checks``, the model-state comparison),
-``attribution`` (lessons 1-6) and ``training`` (lesson 8). ``gradviz_lab.check_attacks`` (lesson 9)
+``attribution`` (lessons 1-6), ``training`` (lesson 8) and ``attention`` (lesson 10: attention rollout,
+on tiny torchvision ViTs). ``gradviz_lab.check_attacks`` (lesson 9)
 builds on the harness.
 """
 
 # The private names re-exported below are the ones tests/test_check.py reads.
+from .attention import check_attention_rollout
 from .attribution import (
     _signed_gradient_max,
     check_deconvnet,
@@ -52,6 +54,7 @@ __all__ = [
     "CheckReport",
     "Method",
     "check_ascent_step",
+    "check_attention_rollout",
     "check_deconvnet",
     "check_gradcam",
     "check_gradcam_plus_plus",

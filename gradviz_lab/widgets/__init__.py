@@ -27,6 +27,7 @@ and shipped images of ``gallery_name`` ("shapes" by default; "digits", "shapes-t
 | deletion_dashboard             | evaluating explanations        | map, fill, fraction removed   |
 | activation_maximisation_dashboard | 8 class visualisation       | class, L2 strength            |
 | lrp_dashboard                  | 11 relevance propagation       | composite or rule per group, ε, γ, max pool, model |
+| vit_dashboard                  | 10 vision transformers         | method, block, head, overlay α |
 
 Every dashboard but the picker and the class visualisation also has "image" and "target" (a
 class, or the predicted one); the class visualisation takes a model and its class names
@@ -57,6 +58,7 @@ from .ascent import activation_maximisation_dashboard
 from .evaluation import DeletionDashboard, RandomisationDashboard
 from .attack import AttackDashboard, attack_dashboard  # noqa: F401 (lesson 09: widgets.attack_dashboard)
 from .lrp import LrpDashboard, lrp_dashboard  # noqa: F401 (lesson 11: widgets.lrp_dashboard)
+from .vit import VitDashboard, vit_dashboard  # noqa: F401 (lesson 10: widgets.vit_dashboard)
 
 
 def _factory(cls: type[Dashboard], name: str):
