@@ -24,7 +24,7 @@ from . import methods
 # tests/test_explain.py checks they match models.py and widgets/gallery.py. The methods and their
 # knobs come from the registry, gradviz_lab.methods, which imports no torch either.
 LAB_MODELS = ("digits", "digits-robust", "shapes", "shapes-tagged", "shapes-softplus", "shapes-vit")
-IMAGENET_MODELS = ("vgg16", "vgg19", "alexnet", "resnet18", "resnet50")
+IMAGENET_MODELS = ("vgg16", "vgg19", "alexnet", "resnet18", "resnet50", "vit_b_16")
 METHOD_NAMES = methods.names()  # as the command was built; ``methods.names()`` is the live list
 BASELINES = methods.BASELINES
 PHOTOS = ("cat", "coffee", "rocket", "astronaut", "cat_and_coffee")

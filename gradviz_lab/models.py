@@ -178,7 +178,7 @@ def lab_model_card(name: str, weights_dir: str | os.PathLike | None = None) -> d
 # ImageNet models through torchvision
 # --------------------------------------------------------------------------------------------
 
-IMAGENET_MODELS = ("vgg16", "vgg19", "alexnet", "resnet18", "resnet50")
+IMAGENET_MODELS = ("vgg16", "vgg19", "alexnet", "resnet18", "resnet50", "vit_b_16")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _WEIGHTS_HOST = "download.pytorch.org"
@@ -214,7 +214,7 @@ def _imagenet_weights(name: str):
 
     if name not in IMAGENET_MODELS:
         raise ValueError(f"unknown ImageNet model {name!r}; choose one of {', '.join(IMAGENET_MODELS)}")
-    # IMAGENET1K_V1 for all five: the weights of the original papers and the lecture, all with
+    # IMAGENET1K_V1 for all six: the weights of the original papers and the lecture, all with
     # the same standard preprocessing (resize 256, centre crop 224).
     return get_model_weights(name).IMAGENET1K_V1
 
@@ -287,8 +287,9 @@ def imagenet_model(
     device: str | torch.device = "cpu",
     seed: int = 0,
 ) -> ImageNetClassifier:
-    """A torchvision ImageNet classifier (vgg16, vgg19, alexnet, resnet18, resnet50), in eval mode,
-    taking (B, 3, H, W) images in [0, 1] (normalisation inside; see ``imagenet_preprocess``).
+    """A torchvision ImageNet classifier (vgg16, vgg19, alexnet, resnet18, resnet50, vit_b_16), in
+    eval mode, taking (B, 3, H, W) images in [0, 1] (normalisation inside; see
+    ``imagenet_preprocess``).
 
     ``pretrained=True`` loads torchvision's IMAGENET1K_V1 weights from torch's cache. The kit is
     offline by design, so nothing is downloaded unless you ask with ``allow_download=True`` (on a

@@ -18,7 +18,7 @@ from .. import attribution, data, hooks, methods, models
 from .._forward import run_model
 
 LAB_MODELS = ("digits", "digits-robust", "shapes", "shapes-tagged", "shapes-softplus", "shapes-vit")
-IMAGENET_MODELS = ("vgg16", "vgg19", "alexnet", "resnet18", "resnet50")
+IMAGENET_MODELS = ("vgg16", "vgg19", "alexnet", "resnet18", "resnet50", "vit_b_16")
 
 # Defaults that depend on the model a gallery comes with. The shapes models recognise fewer and
 # fewer of their noisy copies above about 5 % noise (lesson 3); on their coloured backgrounds a
