@@ -39,6 +39,10 @@ from .harness import (
     standard_cases,
     tiny_cnn,
 )
+from .relevance import (  # lesson 11
+    check_layer_relevance,
+    check_textbook_lrp,
+)
 from .training import (
     _ascent_cases,
     _reference_ascent_step,
