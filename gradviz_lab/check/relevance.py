@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from .. import attribution
-from ..attribution.lrp import Composite, Epsilon, Gamma, Rule, ZBox, rule
+from ..attribution.lrp import Composite, Epsilon, Gamma, Rule, ZBox
+from ..attribution.lrp import rule as lrp_rule
 from ..attribution.lrp.layers import affine_of
 from ..attribution.lrp.rules import divide, input_times_share
 from .harness import Case, CheckReport, Method, _not_a_function, run_checks
@@ -69,7 +70,7 @@ class _BiasDropped(Rule):
 
 def _knobs_rule(name: str, knobs: dict) -> Rule:
     """The kit's rule ``name`` with the case's epsilon, gamma, low and high."""
-    return rule(name, **{k: knobs[k] for k in ("epsilon", "gamma", "low", "high") if k in knobs})
+    return lrp_rule(name, **{k: knobs[k] for k in ("epsilon", "gamma", "low", "high") if k in knobs})
 
 
 # hint -> make(rule name, knobs): the wrong rule for the rule a case asks for (None: this
@@ -101,7 +102,9 @@ for _other in ("epsilon", "gamma", "lrp-0"):
 
 
 def _layer_method(make_rule) -> Method:
-    """f(layer, a, R, rule, **knobs) applying make_rule(rule, knobs) (the right rule if None)."""
+    """f(layer, a, R, rule, **knobs) applying make_rule(rule, knobs) (the right rule if None).
+    (The argument is called ``rule``, as in the student's function: the harness passes it by
+    name.)"""
 
     def method(layer, a, relevance, rule, **knobs):
         chosen = make_rule(rule, knobs) or _knobs_rule(rule, knobs)
