@@ -8,6 +8,7 @@ import re
 
 import pytest
 import torch
+import test_check_relevance  # lesson 11's right answers
 from conftest import assert_same_state, snapshot
 from torch import nn
 
@@ -512,6 +513,9 @@ CORRECT_STUDENTS = {  # a right answer for every checker; none of them draws fro
     # Grad-CAM++ (issue 20): the checker's own fresh implementation, with no mistake switched on
     check.check_gradcam_plus_plus: _gradcam_plus_plus_variant(),
     check.check_integrated_gradients: make_student_ig(),
+    # lesson 11 (issue 22): the students of test_check_relevance.py
+    check.check_layer_relevance: test_check_relevance.layer_relevance,
+    check.check_textbook_lrp: test_check_relevance.textbook_lrp,
     check.check_gradient_norms: make_student_gradient_norms(),
     check.check_ascent_step: make_student_ascent_step(),
     check.check_attention_rollout: student_rollout,

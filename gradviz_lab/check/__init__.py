@@ -14,9 +14,9 @@ line instead of a traceback. Every checker returns a ``CheckReport`` whose ``pas
 all cases match.
 
 One idea per module: ``harness`` (cases, ``run_checks``, the model-state comparison),
-``attribution`` (lessons 1-6), ``training`` (lesson 8) and ``attention`` (lesson 10: attention rollout,
-on tiny torchvision ViTs). ``gradviz_lab.check_attacks`` (lesson 9)
-builds on the harness.
+``attribution`` (lessons 1-6), ``training`` (lesson 8), ``attention`` (lesson 10: attention
+rollout, on tiny torchvision ViTs) and ``relevance`` (lesson 11: one layer's LRP rule and the loop
+over the layers). ``gradviz_lab.check_attacks`` (lesson 9) builds on the harness.
 """
 
 # The private names re-exported below are the ones tests/test_check.py reads.
@@ -41,6 +41,7 @@ from .harness import (
     standard_cases,
     tiny_cnn,
 )
+from .relevance import check_layer_relevance, check_textbook_lrp
 from .training import (
     _ascent_cases,
     _reference_ascent_step,
@@ -61,9 +62,11 @@ __all__ = [
     "check_gradient_norms",
     "check_guided_backprop",
     "check_integrated_gradients",
+    "check_layer_relevance",
     "check_occlusion",
     "check_saliency",
     "check_smoothgrad",
+    "check_textbook_lrp",
     "run_checks",
     "standard_cases",
     "tiny_cnn",
