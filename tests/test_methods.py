@@ -81,15 +81,20 @@ def test_one_spelling_and_the_table_titles_lesson_07_prints():
     )
     family = ("cam", "gradcam-plus-plus", "xgradcam", "hirescam", "layercam", "scorecam",
               "ablationcam", "eigencam")
-    assert methods.names()[9:17] == family  # Grad-CAM's family: out of the table (lesson 07)
-    assert not set(family) & set(methods.names("table") + methods.names("compare"))
+    assert methods.names()[9:17] == family  # Grad-CAM's family: out of the comparison
+    assert not set(family) & set(methods.names("compare"))
     assert set(family) <= set(methods.names("evaluation"))
+    # out of the table: CAM (raises without a GAP + linear head), Score-CAM and Ablation-CAM (cost),
+    # Eigen-CAM (its SVD's last bits differ between CPUs, and so would the table's digits)
+    assert set(family) - set(methods.names("table")) == {"cam", "scorecam", "ablationcam", "eigencam"}
+    assert methods.names()[17:20] == ("lrp", "input-x-gradient", "deeplift")
     attention = ("attention", "attention-rollout", "gradient-rollout")
     assert methods.names()[20:23] == attention  # transformers only: in no view that runs the CNNs
     assert not set(attention) & set(methods.names("table") + methods.names("compare") + methods.names("evaluation"))
     assert [methods.get(n).title for n in methods.names("table")] == [
         "saliency", "smoothgrad", "integrated gradients", "occlusion", "deconvnet",
-        "guided backprop", "grad-cam", "guided grad-cam",
+        "guided backprop", "grad-cam", "guided grad-cam", "grad-cam++", "xgrad-cam", "hirescam",
+        "layercam", "LRP", "input x gradient", "DeepLIFT",
     ]
     assert list(evaluate.default_methods()) == ["random", "edges"] + [
         methods.get(n).title for n in methods.names("table")
@@ -170,3 +175,55 @@ def test_left_out_of_keeps_a_method_out_of_that_view_only():
         assert "slow-gradient" not in methods.names("compare")
         assert "slow gradient" not in evaluate.default_methods()
     assert "slow-gradient" not in methods.names()
+
+
+def masked_squares(n: int = 3, size: int = 16) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Dim noise with one bright 5x5 square per image, labels 0, 1, 2, ..., and the squares."""
+    generator = torch.Generator().manual_seed(5)
+    x = 0.4 * torch.rand(n, 3, size, size, generator=generator, dtype=torch.float64)
+    masks = torch.zeros(n, 1, size, size, dtype=torch.bool)
+    for i, (top, left) in enumerate(torch.randint(0, size - 5, (n, 2), generator=generator).tolist()):
+        masks[i, :, top : top + 5, left : left + 5] = True
+    return torch.where(masks, 1.0, x), torch.arange(n) % 3, masks
+
+
+def test_the_tables_cam_lrp_and_deeplift_rows_are_their_functions_with_the_table_settings():
+    import functools
+
+    model = tiny_cnn().double()
+    x, y, masks = masked_squares()
+    table, maps = evaluate.evaluate_methods(model, x, y, masks, steps=4, return_maps=True)
+    rows = {row["method"]: row for row in table}
+    assert list(rows) == list(evaluate.default_methods())
+    # each row, again, from the function called by hand with the settings the registry gives
+    by_hand = {
+        "grad-cam++": attribution.gradcam_plus_plus,
+        "layercam": attribution.layercam,
+        "LRP": functools.partial(attribution.lrp, composite="epsilon-plus"),
+        "DeepLIFT": functools.partial(attribution.deeplift, baseline="black"),
+        "input x gradient": attribution.input_x_gradient,
+    }
+    direct, direct_maps = evaluate.evaluate_methods(model, x, y, masks, by_hand, steps=4, return_maps=True)
+    for row in direct:
+        assert row == rows[row["method"]], row["method"]
+        assert torch.equal(direct_maps[row["method"]], maps[row["method"]])
+    # the composite is really passed on: another one gives another map
+    lrp_0 = evaluate.as_pixel_map(attribution.lrp(model, x, y, composite="lrp-0"))
+    assert not torch.allclose(lrp_0, maps["LRP"])
+    # identities on a global-average-pooling + linear network (lesson 05): at its last stage the
+    # gradient is constant over space, so XGrad-CAM's and HiResCAM's maps are Grad-CAM's
+    # (equal to round-off: a rank correlation may swap two nearly equal pixels, hence rel=1e-4)
+    for name in ("xgrad-cam", "hirescam"):
+        torch.testing.assert_close(maps[name], maps["grad-cam"], rtol=1e-9, atol=1e-12)
+        assert {k: v for k, v in rows[name].items() if k != "method"} == pytest.approx(
+            {k: v for k, v in rows["grad-cam"].items() if k != "method"}, rel=1e-4, nan_ok=True)
+
+
+def test_cam_stays_out_of_the_table_because_it_refuses_a_head_without_global_pooling():
+    flat_head = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                              nn.Linear(4 * 16 * 16, 3)).double()
+    x, y, masks = masked_squares()
+    with pytest.raises(ValueError, match="global average pooling"):
+        attribution.cam(flat_head, x, y)
+    table = evaluate.evaluate_methods(flat_head, x, y, masks, steps=2, randomisation=False)
+    assert "cam" not in table.column("method") and "grad-cam" in table.column("method")
