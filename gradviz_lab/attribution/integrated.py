@@ -32,8 +32,9 @@ CACHE_BATCH_BYTES = 512 * 2**10  # of input images per batch, on a CPU
 # The rows of a batch are computed each on its own, but a matrix product can round a row
 # differently with the batch's size. For ShapesCNN (the lessons' float64 numbers) every batch of
 # 8 or more gives the bits that batches of 32 gave, under each of tests/emulate_cpu.py's CPUs;
-# for models whose rows meet in larger matrix products (the vision transformer), the last bits
-# can change with the batch. Multiples of 8 keep more rows in MKL's blocks of 8 as before.
+# for other models (the vision transformer; some small CNNs' linear heads under AVX2 kernels)
+# the last bits can change with the batch. Multiples of 8 keep more rows in the blocks of 8 of
+# MKL's reproducible mode (tests/emulate_cpu.py sse41) as before.
 BATCH_MULTIPLE = 8
 
 
