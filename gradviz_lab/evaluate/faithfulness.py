@@ -18,7 +18,8 @@ has steps + 1 points at the fractions 0, ~1/steps, ..., 1 of the pixels; its AUC
 trapezoid rule over these fractions.
 Ties in the map are broken by raster order (top row first, left to right), so a map with flat
 regions gives one reproducible curve. All steps of all images go through the model in batches of
-``batch_size``.
+``batch_size`` (None: as many as keep a batch in a CPU's cache, at most 64; the curves are the
+same for any batch size).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from .._checks import (
 from ..targets import Target
 from .._forward import run_model
 from ..attribution.baselines import NAMES, make_baseline
+from ..attribution.integrated import cache_sized_batch
 from ._maps import pixel_map
 from .imputation import impute
 
@@ -123,11 +125,13 @@ def perturbation_curve(
     steps: int = 32,
     baseline: str | float | torch.Tensor | None = None,
     score: str = "probability",
-    batch_size: int = 64,
+    batch_size: int | None = None,
 ) -> Curve:
     """The deletion or insertion curve (``kind``) of each image: see ``deletion_curve``."""
     check_choice(kind, "kind", ("deletion", "insertion"))
     check_choice(score, "score", ("probability", "logit"))
+    if batch_size is None:
+        batch_size = cache_sized_batch(x, largest=64)
     check_positive_int(batch_size, "batch_size")
     batch, _, height, width = x.shape
     n_pixels = height * width
@@ -164,7 +168,7 @@ def deletion_curve(
     steps: int = 32,
     baseline: str | float | torch.Tensor = 0.0,
     score: str = "probability",
-    batch_size: int = 64,
+    batch_size: int | None = None,
 ) -> Curve:
     """Deletion (Petsiuk et al. 2018): remove pixels in the map's order; a low AUC is good.
 
@@ -190,7 +194,7 @@ def insertion_curve(
     steps: int = 32,
     baseline: str | float | torch.Tensor = "blur",
     score: str = "probability",
-    batch_size: int = 64,
+    batch_size: int | None = None,
 ) -> Curve:
     """Insertion (Petsiuk et al. 2018): put pixels back in the map's order; a high AUC is good.
 

@@ -145,7 +145,7 @@ def evaluate_methods(
     tolerance: float = 0.0,
     randomisation: bool = True,
     seed: int = 0,
-    batch_size: int = 128,
+    batch_size: int | None = None,
     precision: int = 3,
     return_maps: bool = False,
 ) -> Table | tuple[Table, dict[str, torch.Tensor]]:
@@ -165,8 +165,9 @@ def evaluate_methods(
 
     A mean leaves out the images where a measure is undefined (the rank correlation of a constant
     map, e.g. an all-zero Grad-CAM). The curves use ``steps`` steps, batch_size images per forward
-    pass; ``deletion_baseline`` is what replaces a removed pixel (black by default, as in RISE;
-    "impute" fills it from the remaining pixels, see ``imputation.py``). Cost per method: the
+    pass (None: ``deletion_curve``'s choice, sized for a CPU's cache); ``deletion_baseline`` is
+    what replaces a removed pixel (black by default, as in RISE; "impute" fills it from the
+    remaining pixels, see ``imputation.py``). Cost per method: the
     method twice (trained and randomised model) plus 2 N (steps + 1) forward passes for the
     curves. Deterministic for a given seed (random control
     map, SmoothGrad noise, randomised weights). return_maps=True also returns
