@@ -81,7 +81,8 @@ def default_methods(seed: int = 0) -> dict[str, MapMethod]:
     The methods are those of the registry's table (``gradviz_lab.methods``, each named by its
     title, called with its ``table`` settings: smoothgrad 10 samples, sigma 0.15; integrated
     gradients 16 Gauss-Legendre steps from black; occlusion windows of 1/4 of the image side,
-    stride 1/8; Grad-CAM the last spatial layer), after the two controls.
+    stride 1/8; Grad-CAM and its family (but CAM and Eigen-CAM) the last spatial layer; LRP the
+    epsilon-plus composite; DeepLIFT from black), after the two controls.
     """
     table: dict[str, MapMethod] = {"random": functools.partial(random_map, seed=seed), "edges": edge_map}
     for name in methods.names("table"):
