@@ -24,7 +24,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import torch  # noqa: E402
 from cpu_load import cpu_load  # noqa: E402
-from dashboard_timing import row, timed_changes, values_for  # noqa: E402
+from dashboard_timing import print_table, timed_changes, values_for  # noqa: E402
 
 from gradviz_lab.widgets.attack import attack_dashboard  # noqa: E402
 
@@ -80,11 +80,9 @@ def main() -> int:
         with load as burners:
             print(f"\n== {condition} machine" + (f" ({burners} CPU-burning processes)" if burners else "")
                   + f", load average {os.getloadavg()[0]:.1f} (other work counts too)")
-            print(f"{'model          change':58s} {'median':>7s} {'max':>7s} {'goal':>6s}")
-            for label, times in run(args.repeats):
-                line, missed = row(label, times, GOAL, judge=condition == "quiet")
-                failures += missed
-                print(line)
+            failures += print_table("model          change",
+                                    ((label, times, GOAL) for label, times in run(args.repeats)),
+                                    judge=condition == "quiet")
     print("all goals met (quiet machine)" if not failures else f"{failures} goal(s) missed")
     return 0
 

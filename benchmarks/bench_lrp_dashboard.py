@@ -19,7 +19,7 @@ import sys
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import torch  # noqa: E402
-from dashboard_timing import row, timed_changes, values_for  # noqa: E402
+from dashboard_timing import print_table, timed_changes, values_for  # noqa: E402
 
 from gradviz_lab.widgets.lrp import PER_GROUP, lrp_dashboard  # noqa: E402
 
@@ -63,12 +63,8 @@ def main() -> int:
     args = parser.parse_args()
     print(f"bench_lrp_dashboard: torch {torch.__version__}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f}; median of {args.repeats} changes, cache emptied before each")
-    print(f"{'model            change':58s} {'median':>7s} {'max':>7s} {'goal':>6s}")
-    failures = 0
-    for label, times in run(args.repeats):
-        line, missed = row(label, times, GOAL)
-        failures += missed
-        print(line)
+    failures = print_table("model            change",
+                           ((label, times, GOAL) for label, times in run(args.repeats)))
     print("all goals met" if not failures else f"{failures} goal(s) missed")
     return 0
 

@@ -19,7 +19,7 @@ import sys
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import torch  # noqa: E402
-from dashboard_timing import row, timed_changes, values_for  # noqa: E402
+from dashboard_timing import print_table, timed_changes, values_for  # noqa: E402
 
 from gradviz_lab.widgets.vit import MEAN_OVER_HEADS, vit_dashboard  # noqa: E402
 
@@ -66,12 +66,7 @@ def main() -> int:
     print(f"bench_vit_dashboard: torch {torch.__version__}, {os.cpu_count()} CPUs, "
           f"{torch.get_num_threads()} torch threads, load average {os.getloadavg()[0]:.1f}; "
           f"median of {args.repeats} changes, cache emptied before each")
-    print(f"{'model      change':58s} {'median':>7s} {'max':>7s} {'goal':>6s}")
-    failures = 0
-    for label, times, goal in run(args.repeats):
-        line, missed = row(label, times, goal)
-        failures += missed
-        print(line)
+    failures = print_table("model      change", run(args.repeats))
     print("all goals met" if not failures else f"{failures} goal(s) missed")
     return 0
 

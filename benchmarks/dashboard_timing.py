@@ -61,3 +61,14 @@ def row(label: str, times: list[float], goal: float, judge: bool = True,
     verdict = ("SLOW" if missed else "ok") if judge else ""
     return (f"{label:{width}s} {1000 * median:5.0f}ms {1000 * max(times):5.0f}ms "
             f"{1000 * goal:4.0f}ms {verdict}"), missed
+
+
+def print_table(header: str, rows: Iterable[tuple[str, list[float], float]], judge: bool = True) -> int:
+    """Print a table of (label, times, goal) rows under ``header``; returns the goals missed."""
+    print(f"{header:58s} {'median':>7s} {'max':>7s} {'goal':>6s}")
+    missed = 0
+    for label, times, goal in rows:
+        line, slow = row(label, times, goal, judge=judge)
+        missed += slow
+        print(line)
+    return missed
