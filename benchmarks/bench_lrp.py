@@ -4,7 +4,8 @@ Goal: LRP at most about 2 forward-plus-backward passes. A plain input gradient i
 and one backward pass; LRP's forward pass is the same (plus a copy of each layer's output), and
 each layer's backward recomputes the layer once with the rule's weights (z = rho(layer)(a)) and
 takes its gradient: about one more forward of every affine layer. The z-box rule adds two of the
-first layer, alpha2-beta1 four per layer. DeepLIFT runs the image and its baseline as one batch.
+first layer; alpha2-beta1 two per layer whose input is a ReLU's output (a >= 0), four
+where the input has negative values. DeepLIFT runs the image and its baseline as one batch.
 
 Printed per model and method: the best wall time of a few rounds (methods take turns) and its
 ratio to the plain gradient's. VGG16 with random weights at 224x224, batch 1 (no download), and

@@ -52,6 +52,16 @@ def test_each_rule_on_one_layer_gives_the_relevances_worked_out_by_hand(rule):
                                atol=1e-12)
 
 
+def test_alpha_beta_with_signed_inputs_by_hand():
+    # x = (1, 1, -1), w = (1, -1, 2): contributions a_j w_j = (1, -1, -2), y = R = -2;
+    # z+ = 1, z- = -3: R_j = (2 (1, 0, 0) / 1 - (0, -1, -2) / (-3)) (-2) = (-4, 2/3, 4/3).
+    # After a ReLU the rule skips the a^- terms; here the input has them (the first layer).
+    x = torch.tensor([1.0, 1.0, -1.0], dtype=F64).view(1, 3, 1, 1)
+    got = lrp(one_layer(), x, 0, composite="lrp-0", layers={"1": "alpha2-beta1"})
+    torch.testing.assert_close(got.flatten(), torch.tensor([-4, 2 / 3, 4 / 3], dtype=F64),
+                               rtol=1e-12, atol=1e-12)
+
+
 # two layers with biases: x = (1, 2); z1 = W1 x + b1 = (-0.5, 3), a1 = relu(z1) = (0, 3);
 # y = W2 a1 + b2 = 0 + 6 + 1 = 7.
 def two_layers() -> nn.Sequential:
