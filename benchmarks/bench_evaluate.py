@@ -25,7 +25,7 @@ import time
 import torch
 
 from gradviz_lab.attribution import integrated_gradients
-from gradviz_lab.attribution.integrated import cache_sized_batch
+from gradviz_lab.attribution._common import cache_sized_batch
 from gradviz_lab.data import make_shapes
 from gradviz_lab.evaluate import (
     as_pixel_map,

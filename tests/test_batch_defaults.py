@@ -9,7 +9,7 @@ import torch
 
 from conftest import images, small_cnn
 from gradviz_lab.attribution import integrated_gradients
-from gradviz_lab.attribution.integrated import CACHE_BATCH_BYTES, cache_sized_batch
+from gradviz_lab.attribution._common import CACHE_BATCH_BYTES, cache_sized_batch
 from gradviz_lab.data import make_shapes
 from gradviz_lab.evaluate import deletion_curve, insertion_curve
 from gradviz_lab.models import build_lab_model

@@ -16,36 +16,13 @@ from .._checks import (
 )
 from ..targets import Target
 from .baselines import blurred, make_baseline  # noqa: F401  (blurred: the names lessons use)
-from ._common import finite_map, score_gradient, scores_of, sum_over_copies
+from ._common import cache_sized_batch, finite_map, score_gradient, scores_of, sum_over_copies
 
 RULES = ("gauss-legendre", "trapezoid", "riemann")
 # numpy finds the Gauss-Legendre nodes as eigenvalues of a steps x steps matrix (memory and time
 # grow as steps^2); past a few hundred nodes the rule is exact to float32 for any smooth path.
 MAX_GAUSS_STEPS = 1024
 MAX_STEPS = 100_000  # any rule: the nodes and weights are arrays of this length
-
-# Copies of an image per forward/backward pass when the caller does not say. A CPU runs a batch
-# fastest while its activations stay in its caches: in float64, ShapesCNN's path gradients take
-# about 20% less time in batches of 8 images than of 32, and the deletion curves' forward passes
-# half the time (benchmarks/bench_evaluate.py); float32 runs as fast from 8 to 128.
-CACHE_BATCH_BYTES = 512 * 2**10  # of input images per batch, on a CPU
-# The rows of a batch are computed each on its own, but a matrix product can round a row
-# differently with the batch's size. For ShapesCNN (the lessons' float64 numbers) every batch of
-# 8 or more gives the bits that batches of 32 gave, under each of tests/emulate_cpu.py's CPUs;
-# for other models (the vision transformer; some small CNNs' linear heads under AVX2 kernels)
-# the last bits can change with the batch. Multiples of 8 keep more rows in the blocks of 8 of
-# MKL's reproducible mode (tests/emulate_cpu.py sse41) as before.
-BATCH_MULTIPLE = 8
-
-
-def cache_sized_batch(x: torch.Tensor, largest: int) -> int:
-    """Copies of one image of x per batch: on a CPU as many as fit CACHE_BATCH_BYTES, rounded down
-    to a multiple of BATCH_MULTIPLE (at least one multiple), at most ``largest`` (a multiple too);
-    ``largest`` on a GPU, which large batches keep busy."""
-    if x.device.type != "cpu":
-        return largest
-    fits = CACHE_BATCH_BYTES // (x[0].numel() * x.element_size())
-    return min(largest, max(BATCH_MULTIPLE, fits - fits % BATCH_MULTIPLE))
 
 
 def path_points(steps: int, rule: str) -> tuple[np.ndarray, np.ndarray]:

@@ -40,7 +40,7 @@ from .._checks import (
 from ..targets import Target
 from .._forward import run_model
 from ..attribution.baselines import NAMES, make_baseline
-from ..attribution.integrated import cache_sized_batch
+from ..attribution._common import cache_sized_batch
 from ._maps import pixel_map
 from .imputation import impute
 
