@@ -114,17 +114,22 @@ def channels_last(model: nn.Module, name: str) -> bool:
     return False
 
 
+def attention_inputs(model: nn.Module) -> list[str]:
+    """For a torchvision ViT: the names of its encoder blocks' ``ln_1``, the tokens each block's
+    attention reads, in forward order; [] for a model without them."""
+    found = vision_transformer(model)
+    if found is None:
+        return []
+    prefix, vit = found
+    return [".".join(p for p in (prefix, "encoder.layers", block, "ln_1") if p)
+            for block, _ in vit.encoder.layers.named_children()]
+
+
 def last_attention_input(model: nn.Module) -> str | None:
     """For a torchvision ViT: the name of the last encoder block's ``ln_1``, the input of the last
     attention, or None for a model without one (see ``cam.default_cam_layer``)."""
-    found = vision_transformer(model)
-    if found is None:
-        return None
-    prefix, vit = found
-    blocks = list(vit.encoder.layers.named_children())
-    if not blocks:
-        return None
-    return ".".join(p for p in (prefix, "encoder.layers", blocks[-1][0], "ln_1") if p)
+    names = attention_inputs(model)
+    return names[-1] if names else None
 
 
 def as_maps(model: nn.Module, name: str, output: torch.Tensor, reshape: Reshape | None) -> Reshape:

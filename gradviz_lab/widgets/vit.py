@@ -38,7 +38,7 @@ import ipywidgets as widgets
 from torch import nn
 
 from .. import attribution, methods
-from ..attribution.layouts import vision_transformer
+from ..attribution.layouts import attention_inputs
 from ..threads import lab_threads
 from .base import WIDE, Dashboard
 from .explaining import Explanation
@@ -68,13 +68,8 @@ def method_label(name: str) -> str:
 def token_layers(model: nn.Module, blocks: int) -> list[str] | None:
     """For a torchvision ``VisionTransformer``: each encoder block's ``ln_1`` (the tokens its
     attention reads; the last one is ``attribution.default_cam_layer``'s choice), else None."""
-    found = vision_transformer(model)
-    if found is None:
-        return None
-    prefix, vit = found
-    names = [".".join(p for p in (prefix, "encoder.layers", block, "ln_1") if p)
-             for block, _ in vit.encoder.layers.named_children()]
-    return names if len(names) == blocks else None
+    names = attention_inputs(model)
+    return names if names and len(names) == blocks else None
 
 
 class VitDashboard(Dashboard):
