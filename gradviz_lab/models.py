@@ -19,10 +19,10 @@ checked on loading against the sha256 its model card ``NAME.json`` records):
   do not apply to it either.
 
 Every model here takes images in [0, 1] directly (normalisation, if any, is inside the model) and,
-except ``"shapes-softplus"`` and ``"shapes-vit"``, uses separate ``nn.ReLU`` modules (never functional relu), so guided
-backprop and deconvnet can hook them. ``imagenet_model(name)`` wraps torchvision's VGG16/19,
-AlexNet and ResNet18/50 the same way, with pretrained weights when torch's cache has them and a
-clear message when it does not.
+except ``"shapes-softplus"`` and ``"shapes-vit"``, uses separate ``nn.ReLU`` modules (never
+functional relu), so guided backprop and deconvnet can hook them. ``imagenet_model(name)`` wraps
+torchvision's VGG16/19, AlexNet, ResNet18/50 and ViT-B/16 the same way, with pretrained weights
+when torch's cache has them and a clear message when it does not.
 
 The lab models' architectures are in ``gradviz_lab.architectures`` (re-exported here).
 """
