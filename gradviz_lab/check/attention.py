@@ -30,7 +30,7 @@ from torch import nn
 
 from .. import attribution
 from ..threads import lab_threads
-from .harness import Case, CheckReport, _not_a_function, run_checks
+from .harness import Case, CheckReport, _not_a_function, run_checks, seeded
 
 Rollout = Callable[[list[torch.Tensor]], torch.Tensor]
 SHARPNESS = 4.0  # query/key weights times this: attention far from uniform, heads far apart
@@ -44,13 +44,12 @@ def tiny_vit(seed: int, layers: int, heads: int, image_size: int = 12, patch_siz
     random stream is left as it was.)"""
     from torchvision.models import VisionTransformer
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = VisionTransformer(image_size, patch_size, layers, heads, hidden_dim=4 * heads,
-                                  mlp_dim=8 * heads, num_classes=classes)
-        with torch.no_grad():
-            for block in model.encoder.layers:
-                block.self_attention.in_proj_weight.mul_(SHARPNESS)
+    model = seeded(seed, lambda: VisionTransformer(image_size, patch_size, layers, heads,
+                                                   hidden_dim=4 * heads, mlp_dim=8 * heads,
+                                                   num_classes=classes))
+    with torch.no_grad():
+        for block in model.encoder.layers:
+            block.self_attention.in_proj_weight.mul_(SHARPNESS)
     return model.double().eval()
 
 

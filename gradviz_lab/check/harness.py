@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, TypeVar
 
 import torch
 from torch import nn
@@ -13,6 +13,7 @@ from torch import nn
 from .. import hooks
 
 Method = Callable[..., torch.Tensor]
+T = TypeVar("T")
 
 
 @dataclass
@@ -39,12 +40,18 @@ class CheckReport:
         return f"CheckReport({self.name}: {sum(self.results)}/{len(self.results)} cases passed)"
 
 
-def tiny_cnn(seed: int, in_channels: int = 3, classes: int = 5, inplace: bool = False) -> nn.Module:
-    """Conv-ReLU-Conv-ReLU-MaxPool-Conv-ReLU, global average pooling, linear: a lab CNN in small.
-    (Seeded on a forked random state: the notebook's own random stream is left as it was.)"""
+def seeded(seed: int, make: Callable[[], T]) -> T:
+    """make() with torch's random state seeded, on a forked state: the notebook's own random
+    stream is left as it was (a checker's cases must not change the student's next draw)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _tiny_cnn(in_channels, classes, inplace)
+        return make()
+
+
+def tiny_cnn(seed: int, in_channels: int = 3, classes: int = 5, inplace: bool = False) -> nn.Module:
+    """Conv-ReLU-Conv-ReLU-MaxPool-Conv-ReLU, global average pooling, linear: a lab CNN in small
+    (``seeded``)."""
+    return seeded(seed, lambda: _tiny_cnn(in_channels, classes, inplace))
 
 
 def _tiny_cnn(in_channels: int, classes: int, inplace: bool) -> nn.Module:

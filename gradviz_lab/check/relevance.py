@@ -28,7 +28,7 @@ from ..attribution.lrp import Composite, Epsilon, Gamma, Rule, ZBox
 from ..attribution.lrp import rule as lrp_rule
 from ..attribution.lrp.layers import affine_of
 from ..attribution.lrp.rules import divide, input_times_share
-from .harness import Case, CheckReport, Method, _not_a_function, run_checks
+from .harness import Case, CheckReport, Method, _not_a_function, run_checks, seeded
 
 # ----------------------------------------------------------------------------------------------
 # Typical mistakes, each written as a (wrong) rule on purpose.
@@ -117,12 +117,6 @@ def _layer_method(make_rule) -> Method:
 # Task 1: one layer, one rule
 
 
-def _seeded(seed: int, make):
-    with torch.random.fork_rng(devices=[]):  # the notebook's own random stream is left alone
-        torch.manual_seed(seed)
-        return make()
-
-
 def layer_cases() -> list[Case]:
     """Six seeded layers, two per rule: a Linear and a Conv2d (one with stride 2, batches of 1 to 3).
 
@@ -140,7 +134,7 @@ def layer_cases() -> list[Case]:
     ]
     cases = []
     for seed, (name, make, shape, knobs, (low, high)) in enumerate(specs):
-        layer = _seeded(seed, make).double().eval()
+        layer = seeded(seed, make).double().eval()
         generator = torch.Generator().manual_seed(300 + seed)
         with torch.no_grad():  # biases of both signs, in a seeded order
             out = layer.bias.numel()
@@ -185,7 +179,7 @@ def plain_stack(seed: int, in_channels: int = 1, classes: int = 4, inplace: bool
             nn.Flatten(), nn.Linear(6 * 3 * 3, 8), nn.ReLU(inplace=inplace), nn.Linear(8, classes),
         )
 
-    return _seeded(seed, make).double().eval()
+    return seeded(seed, make).double().eval()
 
 
 def textbook_cases() -> list[Case]:
