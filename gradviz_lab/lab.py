@@ -9,7 +9,9 @@ Pure Python, so it works where ``make`` does not (Windows, macOS without develop
 3. the course: ``gradviz course DIR`` (a copy that never overwrites your changes); ``--no-copy``
    serves DIR as it is (instructors editing a clone's sources: ``make lab-sources``).
 4. JupyterLab, bound to 127.0.0.1. The token reaches it in its environment (``JUPYTER_TOKEN``), not
-   on its command line, where every user of the machine could read it with ``ps``.
+   on its command line, where every user of the machine could read it with ``ps``. Its kernels
+   talk to it over encrypted sockets (CurveZMQ) where the installed Jupyter can
+   (``kernel_encryption_options``).
 5. the URL is printed only once the server answers with that token, and only after checking that it
    refuses a request without it; otherwise the server is stopped and the command fails.
 
@@ -96,12 +98,33 @@ def lab_url(port: int, token: str, path: str) -> str:
     return f"http://{HOST}:{port}{path}?token={token}"
 
 
+def kernel_encryption_options() -> list[str]:
+    """The option that encrypts the traffic between JupyterLab and its kernels, or none.
+
+    A kernel listens on 127.0.0.1 sockets and checks a key on every message, but the messages
+    themselves (your code, its outputs) travel in plain text that other processes on the machine
+    can read, and ipykernel 7 says so on every start ("Kernel is running over TCP without
+    encryption"). From jupyter_client 8.9 the kernel manager can hand each kernel CurveZMQ keys;
+    ``auto`` does it for the kernels whose kernelspec says they support it and leaves the others
+    as they were. Older Jupyter, or a pyzmq built without Curve (which would refuse ``auto``),
+    gets no option: the kernels run as before."""
+    try:
+        import zmq
+        from jupyter_client.manager import KernelManager
+    except ImportError:
+        return []
+    if not hasattr(KernelManager, "transport_encryption") or not zmq.has("curve"):
+        return []
+    return ["--KernelManager.transport_encryption=auto"]
+
+
 def server_command(root: Path, port: int, path: str) -> list[str]:
     """The JupyterLab command line: no token in it (it travels in the environment)."""
     command = [
         sys.executable, "-m", "jupyterlab", "--no-browser",
         f"--ServerApp.ip={HOST}", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
         f"--ServerApp.root_dir={root}", f"--ServerApp.default_url={path}",
+        *kernel_encryption_options(),
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")  # containers often run as root

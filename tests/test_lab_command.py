@@ -3,6 +3,7 @@ other user can read, only on a port they checked, and never without authenticati
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,13 @@ def _free_port() -> int:
 
 
 _status = lab.http_status  # the same probe `gradviz lab` uses: GET, the token in a header
+
+
+def _post(url: str, token: str) -> bytes:
+    request = urllib.request.Request(url, data=b"{}", method="POST",
+                                     headers={"Authorization": f"token {token}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.read()
 
 
 def _non_loopback_address() -> str | None:
@@ -128,6 +137,56 @@ def test_the_server_command_line_holds_no_token(tmp_path):
     assert "--ServerApp.ip=127.0.0.1" in command and "--ServerApp.port_retries=0" in command
 
 
+def test_kernels_get_encrypted_sockets_where_jupyter_can_and_no_option_where_it_cannot(monkeypatch):
+    import zmq
+    from jupyter_client.manager import KernelManager
+
+    option = "--KernelManager.transport_encryption=auto"
+    supported = hasattr(KernelManager, "transport_encryption") and zmq.has("curve")
+    assert (option in lab.server_command(Path("."), 8888, "/lab")) == supported
+    monkeypatch.setattr(zmq, "has", lambda feature: feature != "curve")  # pyzmq without Curve
+    assert lab.kernel_encryption_options() == []
+    monkeypatch.undo()
+    if supported:  # an older jupyter_client, which has no such setting
+        monkeypatch.delattr(KernelManager, "transport_encryption")
+        assert lab.kernel_encryption_options() == []
+
+
+def _run_code_in_kernel(port: int, kernel_id: str, code: str, timeout: float = 60.0) -> str:
+    """Execute code in a kernel of the server through its websocket (as JupyterLab does) and
+    return what it printed."""
+    import asyncio
+    import json
+    import uuid
+
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    async def run() -> str:
+        request = HTTPRequest(f"ws://127.0.0.1:{port}/api/kernels/{kernel_id}/channels",
+                              headers={"Authorization": f"token {TOKEN}"})
+        socket_ = await websocket_connect(request)
+        msg_id = uuid.uuid4().hex
+        header = {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
+                  "msg_type": "execute_request", "version": "5.3", "date": ""}
+        content = {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                   "allow_stdin": False}
+        await socket_.write_message(json.dumps({"header": header, "parent_header": {}, "metadata": {},
+                                                "channel": "shell", "content": content}))
+        printed = []
+        while True:
+            message = json.loads(await socket_.read_message())
+            if message.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if message["msg_type"] == "stream":
+                printed.append(message["content"]["text"])
+            if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+                socket_.close()
+                return "".join(printed)
+
+    return asyncio.run(asyncio.wait_for(run(), timeout))
+
+
 def test_dry_run_prints_the_url_and_starts_and_copies_nothing(tmp_path):
     port = _free_port()
     done = subprocess.run(_gradviz("lab", str(tmp_path / "course"), "--port", str(port), "--dry-run"),
@@ -165,13 +224,21 @@ def test_an_empty_or_short_token_never_starts_a_server(tmp_path, token):
 
 @pytest.mark.slow
 def test_gradviz_lab_serves_only_with_its_token_which_no_process_list_shows(tmp_path):
-    port = _free_port()
+    port, runtime = _free_port(), tmp_path / "runtime"
     server = subprocess.Popen(_gradviz("lab", str(tmp_path / "course"), "--port", str(port)),
-                              env=_environment(GRADVIZ_TOKEN=TOKEN), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                              env=_environment(GRADVIZ_TOKEN=TOKEN, JUPYTER_RUNTIME_DIR=str(runtime)),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
     output = Output(server)
     try:
         assert output.wait_for("gradviz-lab: open", server, timeout=90), output.text[-3000:]
+        # a kernel runs code, over encrypted sockets where this Jupyter can encrypt them
+        kernel = json.loads(_post(f"http://127.0.0.1:{port}/api/kernels", TOKEN))
+        assert _run_code_in_kernel(port, kernel["id"], "print(6 * 7)") == "42\n"
+        connection = json.loads((runtime / f"kernel-{kernel['id']}.json").read_text())
+        if lab.kernel_encryption_options():
+            assert {"curve_publickey", "curve_secretkey"} <= connection.keys()
+            assert "without encryption" not in output.text, output.text[-3000:]
         assert f"http://127.0.0.1:{port}/lab/tree/notebooks?token={TOKEN}" in output.text
         assert "copied" in output.text and (tmp_path / "course" / "notebooks").is_dir()
         base = f"http://127.0.0.1:{port}"

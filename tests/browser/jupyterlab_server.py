@@ -12,12 +12,13 @@ import os
 import secrets
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from gradviz_lab.lab import server_command
 
 # User settings for the JupyterLab frontend, written into the isolated settings directory.
 LAB_SETTINGS: dict[str, dict[str, object]] = {
@@ -104,14 +105,10 @@ def isolated_environment(state_dir: Path) -> dict[str, str]:
 def start_jupyterlab(root_dir: Path, state_dir: Path, timeout: float = 120.0) -> JupyterLab:
     """Start ``jupyter lab`` from this Python's environment and wait until /api/status answers."""
     port, token = free_port(), secrets.token_hex(24)
-    command = [
-        sys.executable, "-m", "jupyterlab", "--no-browser",
-        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-        f"--ServerApp.root_dir={root_dir}",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]  # fmt: skip
-    if hasattr(os, "getuid") and os.getuid() == 0:  # JupyterLab refuses root without it
-        command.append("--allow-root")
+    # `gradviz lab`'s own command line (127.0.0.1, no token in it, encrypted kernel sockets where
+    # Jupyter can), plus no update check: the fetch needs internet.
+    command = [*server_command(root_dir, port, "/lab"),
+               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     env = isolated_environment(state_dir)
     env["JUPYTER_TOKEN"] = token  # through the environment: a command line is visible in `ps`
     log_path = state_dir / "jupyterlab.log"
