@@ -98,24 +98,27 @@ def lab_url(port: int, token: str, path: str) -> str:
     return f"http://{HOST}:{port}{path}?token={token}"
 
 
-def kernel_encryption_options() -> list[str]:
-    """The option that encrypts the traffic between JupyterLab and its kernels, or none.
+def kernels_can_be_encrypted() -> bool:
+    """Whether this Jupyter can encrypt the traffic between a kernel and its client.
 
     A kernel listens on 127.0.0.1 sockets and checks a key on every message, but the messages
     themselves (your code, its outputs) travel in plain text that other processes on the machine
     can read, and ipykernel 7 says so on every start ("Kernel is running over TCP without
-    encryption"). From jupyter_client 8.9 the kernel manager can hand each kernel CurveZMQ keys;
-    ``auto`` does it for the kernels whose kernelspec says they support it and leaves the others
-    as they were. Older Jupyter, or a pyzmq built without Curve (which would refuse ``auto``),
-    gets no option: the kernels run as before."""
+    encryption"). From jupyter_client 8.9 the kernel manager can hand each kernel CurveZMQ keys
+    (``KernelManager.transport_encryption``); ``auto`` does it for the kernels whose kernelspec
+    says they support it and leaves the others as they were. Older Jupyter, or a pyzmq built
+    without Curve (which would refuse ``auto``), cannot: the kernels run as before."""
     try:
         import zmq
         from jupyter_client.manager import KernelManager
     except ImportError:
-        return []
-    if not hasattr(KernelManager, "transport_encryption") or not zmq.has("curve"):
-        return []
-    return ["--KernelManager.transport_encryption=auto"]
+        return False
+    return hasattr(KernelManager, "transport_encryption") and zmq.has("curve")
+
+
+def kernel_encryption_options() -> list[str]:
+    """JupyterLab's option that encrypts its kernels' sockets, where it can (else none)."""
+    return ["--KernelManager.transport_encryption=auto"] if kernels_can_be_encrypted() else []
 
 
 def server_command(root: Path, port: int, path: str) -> list[str]:

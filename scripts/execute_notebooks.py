@@ -15,13 +15,19 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from traitlets.config import Config
+
+from gradviz_lab.lab import kernels_can_be_encrypted
 
 
 def execute(path: Path, save: bool = True) -> float:
     """Run the notebook at ``path`` in a fresh kernel (cwd: its folder); store the outputs in the
     file when ``save``. Returns the seconds it took (benchmarks/bench_course.py times it so)."""
     notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(notebook, timeout=900, kernel_name="python3",
+    # encrypted kernel sockets where Jupyter can, as `gradviz lab` runs them (lab.py says why)
+    config = Config({"KernelManager": {"transport_encryption": "auto"}}
+                    if kernels_can_be_encrypted() else {})
+    client = NotebookClient(notebook, timeout=900, kernel_name="python3", config=config,
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
     client.execute()
