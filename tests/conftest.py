@@ -70,19 +70,54 @@ def seeded(model: nn.Module, seed: int) -> nn.Module:
     return model.eval()
 
 
-def small_cnn(inplace: bool = True, seed: int = 0, classes: int = 5) -> nn.Sequential:
-    """conv-ReLU-maxpool-conv-ReLU-GAP-linear on (B, 3, H, W): a lab model in miniature."""
+def relu_cnn(in_channels: int = 3, widths: tuple[int, int] = (6, 8), classes: int = 5, *,
+             pool: bool = True, pool_dilation: int = 1, inplace: tuple[str, ...] = ()
+             ) -> nn.Sequential:
+    """conv1-relu1-pool-conv2-relu2-gap-flat-fc, the one layout of the tests' ReLU CNNs: 3x3
+    convolutions (padding 1) of ``widths`` channels, a 2x2 max pool (left out with
+    ``pool=False``), global average pooling and a linear layer to ``classes`` logits; the ReLUs
+    named in ``inplace`` work in place.
+
+    Default-initialised from torch's global random stream, in layer order (conv1, conv2, fc), and
+    left in train mode: each caller seeds and sets the mode the way its tests rely on.
+    ``nn.Sequential(*relu_cnn(...))`` is the same network with its layers named "0", "1", ...
+    """
     layers = OrderedDict(
-        conv1=nn.Conv2d(3, 6, 3, padding=1),
-        relu1=nn.ReLU(inplace=inplace),
-        pool=nn.MaxPool2d(2),
-        conv2=nn.Conv2d(6, 8, 3, padding=1),
-        relu2=nn.ReLU(inplace=inplace),
+        conv1=nn.Conv2d(in_channels, widths[0], 3, padding=1),
+        relu1=nn.ReLU(inplace="relu1" in inplace),
+        pool=nn.MaxPool2d(2, dilation=pool_dilation),
+        conv2=nn.Conv2d(widths[0], widths[1], 3, padding=1),
+        relu2=nn.ReLU(inplace="relu2" in inplace),
         gap=nn.AdaptiveAvgPool2d(1),
         flat=nn.Flatten(),
-        fc=nn.Linear(8, classes),
+        fc=nn.Linear(widths[1], classes),
     )
-    return seeded(nn.Sequential(layers), seed)
+    if not pool:
+        del layers["pool"]
+    return nn.Sequential(layers)
+
+
+def small_cnn(inplace: bool = True, seed: int = 0, classes: int = 5) -> nn.Sequential:
+    """conv-ReLU-maxpool-conv-ReLU-GAP-linear on (B, 3, H, W): a lab model in miniature."""
+    return seeded(relu_cnn(classes=classes, inplace=("relu1", "relu2") if inplace else ()), seed)
+
+
+def tiny_cnn(seed: int = 0, *, in_channels: int = 3, pool: bool = True, pool_dilation: int = 1,
+             inplace: tuple[str, ...] = ()) -> nn.Sequential:
+    """The dashboards' tests' model: relu_cnn with 4 and 6 channels and 3 classes, in eval mode,
+    default-initialised after ``torch.manual_seed(seed)`` (so a seed gives the same weights
+    whichever knobs are set: the pool has no weights)."""
+    torch.manual_seed(seed)
+    return relu_cnn(in_channels, (4, 6), 3, pool=pool, pool_dilation=pool_dilation,
+                    inplace=inplace).eval()
+
+
+def indexed_cnn(seed: int = 0, channels: int = 1) -> nn.Sequential:
+    """The feature-visualisation tests' model: relu_cnn with ``channels`` input channels, 6 and
+    8 channels and 4 classes, its layers named "0" ... "7", in eval mode, default-initialised
+    after ``torch.manual_seed(seed)``."""
+    torch.manual_seed(seed)
+    return nn.Sequential(*relu_cnn(channels, (6, 8), 4)).eval()
 
 
 def smooth_cnn(seed: int = 0, classes: int = 4) -> nn.Sequential:

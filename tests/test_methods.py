@@ -5,35 +5,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections import OrderedDict
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from conftest import with_registry_methods
+from conftest import tiny_cnn, with_registry_methods
 
 from gradviz_lab import attribution, cli, evaluate, explain, methods
 from gradviz_lab.widgets import compare_dashboard, deletion_dashboard, randomisation_dashboard
 from gradviz_lab.widgets import recipes
 
 CLASSES = ["zero", "one", "two"]
-
-
-def tiny_cnn(seed: int = 0) -> nn.Sequential:
-    torch.manual_seed(seed)
-    layers = OrderedDict(
-        conv1=nn.Conv2d(3, 4, 3, padding=1),
-        relu1=nn.ReLU(),
-        pool=nn.MaxPool2d(2),
-        conv2=nn.Conv2d(4, 6, 3, padding=1),
-        relu2=nn.ReLU(),
-        gap=nn.AdaptiveAvgPool2d(1),
-        flat=nn.Flatten(),
-        fc=nn.Linear(6, 3),
-    )
-    return nn.Sequential(layers).eval()
 
 
 def tiny_images(n: int = 2, seed: int = 1) -> torch.Tensor:

@@ -13,6 +13,7 @@ import ipywidgets as widgets
 import numpy as np
 import pytest
 import torch
+import conftest
 from conftest import assert_same_state, prepared_model, snapshot
 from torch import nn
 
@@ -36,18 +37,8 @@ CLASSES = ["red", "blue", "other"]
 
 
 def tiny_cnn(seed: int = 0) -> nn.Sequential:
-    torch.manual_seed(seed)
-    layers = OrderedDict(
-        conv1=nn.Conv2d(3, 4, 3, padding=1),
-        relu1=nn.ReLU(),
-        pool=nn.MaxPool2d(2),
-        conv2=nn.Conv2d(4, 6, 3, padding=1),
-        relu2=nn.ReLU(inplace=True),
-        gap=nn.AdaptiveAvgPool2d(1),
-        flat=nn.Flatten(),
-        fc=nn.Linear(6, 3),
-    )
-    return nn.Sequential(layers).eval()
+    """conftest's tiny_cnn with relu2 in place: the dashboards must cope with in-place ReLUs."""
+    return conftest.tiny_cnn(seed, inplace=("relu2",))
 
 
 def tiny_images(n: int = 3, seed: int = 1) -> torch.Tensor:
