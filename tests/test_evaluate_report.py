@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import assert_same_state, snapshot
+from conftest import assert_same_state, relu_cnn, snapshot
 from torch import nn
 
 from gradviz_lab import attribution
@@ -33,11 +33,7 @@ COLUMNS = ["method", "pointing", "energy", "deletion_auc", "insertion_auc", "ran
 def small_cnn(seed: int = 0) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = nn.Sequential(
-            nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3),
-        )  # fmt: skip
+        model = nn.Sequential(*relu_cnn(3, (6, 8), 3))  # conftest's layout, layers named by index
     return model.eval()
 
 
