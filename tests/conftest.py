@@ -186,6 +186,17 @@ def varied_images(dtype=torch.float64):
     return (torch.randn(6, 3, 8, 8, generator=gen) * 2)[2:5].to(dtype)
 
 
+def lab_model(name: str) -> nn.Module:
+    """The shipped lab model ``name``, or the test skipped (saying how to train it) while its
+    weights file is missing."""
+    from gradviz_lab.models import lab_weights_path, load_lab_model
+
+    path = lab_weights_path(name)
+    if not path.is_file():
+        pytest.skip(f"no weights for lab model {name!r} at {path}; run `gradviz train {name}`")
+    return load_lab_model(name)
+
+
 # --- a model in a mixed state, and what "left exactly as it was" compares --------------------
 
 
