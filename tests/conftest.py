@@ -153,13 +153,16 @@ class TwiceReLU(nn.Module):
 
 
 class FunctionalReLU(nn.Module):
-    """Calls F.relu instead of an nn.ReLU module: guided backprop cannot change it."""
+    """Calls F.relu instead of an nn.ReLU module: deconvnet and guided backprop cannot change it.
+    Weights seeded(seed); ``seed=None`` keeps the default initialisation (torch's global random
+    stream)."""
 
-    def __init__(self) -> None:
+    def __init__(self, seed: int | None = 1) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 4, 3, padding=1)
         self.fc = nn.Linear(4, 3)
-        seeded(self, 1)
+        if seed is not None:
+            seeded(self, seed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(F.relu(self.conv(x)).mean(dim=(2, 3)))

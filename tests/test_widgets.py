@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 import conftest
-from conftest import assert_same_state, prepared_model, snapshot
+from conftest import FunctionalReLU, assert_same_state, prepared_model, snapshot
 from torch import nn
 
 from gradviz_lab import attribution, hooks, viz
@@ -448,21 +448,9 @@ def test_the_progress_bar_hides_after_an_error():
     assert dash.last_error is not None and dash.progress.layout.visibility == "hidden"
 
 
-class FunctionalReLU(nn.Module):
-    """relu called as a function: deconvnet and guided backprop cannot change it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, padding=1)
-        self.fc = nn.Linear(4, 3)
-
-    def forward(self, x):
-        return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
-
-
 def test_warnings_while_computing_are_shown_in_the_caption():
     torch.manual_seed(0)
-    dash = relu_rules_dashboard(FunctionalReLU(), tiny_images(), CLASSES)
+    dash = relu_rules_dashboard(FunctionalReLU(seed=None), tiny_images(), CLASSES)
     assert dash.last_error is None
     assert "warning:" in dash.caption.value and "relu as a function" in dash.caption.value
     # a cached result keeps its warning
