@@ -182,6 +182,17 @@ def images(n: int, channels: int = 3, size: int = 8, seed: int = 0, dtype=torch.
     return torch.rand(n, channels, size, size, generator=gen).to(dtype)
 
 
+def squares(n: int, size: int = 16, seed: int = 0, dtype: torch.dtype = torch.float32):
+    """(images, labels, masks): dim noise (in [0, 0.4)) with one bright 5x5 square per image at
+    a seeded place, labels 0, 1, 2, 0, ... in turn, and the squares as (n, 1, size, size) masks."""
+    generator = torch.Generator().manual_seed(seed)
+    x = 0.4 * torch.rand(n, 3, size, size, generator=generator, dtype=dtype)
+    masks = torch.zeros(n, 1, size, size, dtype=torch.bool)
+    for i, (top, left) in enumerate(torch.randint(0, size - 5, (n, 2), generator=generator).tolist()):
+        masks[i, :, top : top + 5, left : left + 5] = True
+    return torch.where(masks, 1.0, x), torch.arange(n) % 3, masks
+
+
 def varied_images(dtype=torch.float64):
     """Three images that small_cnn(seed=1) puts in different classes (2, 0, 0), so that
     "None = the predicted class of each image" is tested with classes that differ."""
