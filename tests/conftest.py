@@ -1,11 +1,13 @@
 """Shared test setup and helpers: a headless matplotlib backend, a fixed torch thread count, the
-tiny networks the tests share, a model in a mixed state and its snapshot, and the registry of
-every attribution method with small knobs.
+tiny networks and images the tests share (every conv-ReLU-pool-conv-ReLU-GAP-linear CNN is built
+by ``relu_cnn``), the shipped lab models (or a skip), a model in a mixed state and its snapshot,
+and the registry of every attribution method with small knobs.
 
 Tests take these as fixtures (``nets``, ``model_state``, ``every_method``; a test with a
 ``method_name`` argument runs once per method), or import them by name where a module-level
-table needs them (``from conftest import small_cnn``). Weights are fixed (by hand, or from a
-seeded generator), so every map in the tests is reproducible.
+table needs them (``from conftest import small_cnn``). Weights are fixed (by hand, from a seeded
+generator, or default-initialised after ``torch.manual_seed``), so every map in the tests is
+reproducible.
 """
 
 from __future__ import annotations
