@@ -1,11 +1,13 @@
 """Shared test setup and helpers: a headless matplotlib backend, a fixed torch thread count, the
-tiny networks the tests share, a model in a mixed state and its snapshot, and the registry of
-every attribution method with small knobs.
+tiny networks and images the tests share (every conv-ReLU-pool-conv-ReLU-GAP-linear CNN is built
+by ``relu_cnn``), the shipped lab models (or a skip), a model in a mixed state and its snapshot,
+and the registry of every attribution method with small knobs.
 
 Tests take these as fixtures (``nets``, ``model_state``, ``every_method``; a test with a
 ``method_name`` argument runs once per method), or import them by name where a module-level
-table needs them (``from conftest import small_cnn``). Weights are fixed (by hand, or from a
-seeded generator), so every map in the tests is reproducible.
+table needs them (``from conftest import small_cnn``). Weights are fixed (by hand, from a seeded
+generator, or default-initialised after ``torch.manual_seed``), so every map in the tests is
+reproducible.
 """
 
 from __future__ import annotations
@@ -70,19 +72,54 @@ def seeded(model: nn.Module, seed: int) -> nn.Module:
     return model.eval()
 
 
-def small_cnn(inplace: bool = True, seed: int = 0, classes: int = 5) -> nn.Sequential:
-    """conv-ReLU-maxpool-conv-ReLU-GAP-linear on (B, 3, H, W): a lab model in miniature."""
+def relu_cnn(in_channels: int = 3, widths: tuple[int, int] = (6, 8), classes: int = 5, *,
+             pool: bool = True, pool_dilation: int = 1, inplace: tuple[str, ...] = ()
+             ) -> nn.Sequential:
+    """conv1-relu1-pool-conv2-relu2-gap-flat-fc, the one layout of the tests' ReLU CNNs: 3x3
+    convolutions (padding 1) of ``widths`` channels, a 2x2 max pool (left out with
+    ``pool=False``), global average pooling and a linear layer to ``classes`` logits; the ReLUs
+    named in ``inplace`` work in place.
+
+    Default-initialised from torch's global random stream, in layer order (conv1, conv2, fc), and
+    left in train mode: each caller seeds and sets the mode the way its tests rely on.
+    ``nn.Sequential(*relu_cnn(...))`` is the same network with its layers named "0", "1", ...
+    """
     layers = OrderedDict(
-        conv1=nn.Conv2d(3, 6, 3, padding=1),
-        relu1=nn.ReLU(inplace=inplace),
-        pool=nn.MaxPool2d(2),
-        conv2=nn.Conv2d(6, 8, 3, padding=1),
-        relu2=nn.ReLU(inplace=inplace),
+        conv1=nn.Conv2d(in_channels, widths[0], 3, padding=1),
+        relu1=nn.ReLU(inplace="relu1" in inplace),
+        pool=nn.MaxPool2d(2, dilation=pool_dilation),
+        conv2=nn.Conv2d(widths[0], widths[1], 3, padding=1),
+        relu2=nn.ReLU(inplace="relu2" in inplace),
         gap=nn.AdaptiveAvgPool2d(1),
         flat=nn.Flatten(),
-        fc=nn.Linear(8, classes),
+        fc=nn.Linear(widths[1], classes),
     )
-    return seeded(nn.Sequential(layers), seed)
+    if not pool:
+        del layers["pool"]
+    return nn.Sequential(layers)
+
+
+def small_cnn(inplace: bool = True, seed: int = 0, classes: int = 5) -> nn.Sequential:
+    """conv-ReLU-maxpool-conv-ReLU-GAP-linear on (B, 3, H, W): a lab model in miniature."""
+    return seeded(relu_cnn(classes=classes, inplace=("relu1", "relu2") if inplace else ()), seed)
+
+
+def tiny_cnn(seed: int = 0, *, in_channels: int = 3, pool: bool = True, pool_dilation: int = 1,
+             inplace: tuple[str, ...] = ()) -> nn.Sequential:
+    """The dashboards' tests' model: relu_cnn with 4 and 6 channels and 3 classes, in eval mode,
+    default-initialised after ``torch.manual_seed(seed)`` (so a seed gives the same weights
+    whichever knobs are set: the pool has no weights)."""
+    torch.manual_seed(seed)
+    return relu_cnn(in_channels, (4, 6), 3, pool=pool, pool_dilation=pool_dilation,
+                    inplace=inplace).eval()
+
+
+def indexed_cnn(seed: int = 0, channels: int = 1) -> nn.Sequential:
+    """The feature-visualisation tests' model: relu_cnn with ``channels`` input channels, 6 and
+    8 channels and 4 classes, its layers named "0" ... "7", in eval mode, default-initialised
+    after ``torch.manual_seed(seed)``."""
+    torch.manual_seed(seed)
+    return nn.Sequential(*relu_cnn(channels, (6, 8), 4)).eval()
 
 
 def smooth_cnn(seed: int = 0, classes: int = 4) -> nn.Sequential:
@@ -118,13 +155,16 @@ class TwiceReLU(nn.Module):
 
 
 class FunctionalReLU(nn.Module):
-    """Calls F.relu instead of an nn.ReLU module: guided backprop cannot change it."""
+    """Calls F.relu instead of an nn.ReLU module: deconvnet and guided backprop cannot change it.
+    Weights seeded(seed); ``seed=None`` keeps the default initialisation (torch's global random
+    stream)."""
 
-    def __init__(self) -> None:
+    def __init__(self, seed: int | None = 1) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 4, 3, padding=1)
         self.fc = nn.Linear(4, 3)
-        seeded(self, 1)
+        if seed is not None:
+            seeded(self, seed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(F.relu(self.conv(x)).mean(dim=(2, 3)))
@@ -144,11 +184,33 @@ def images(n: int, channels: int = 3, size: int = 8, seed: int = 0, dtype=torch.
     return torch.rand(n, channels, size, size, generator=gen).to(dtype)
 
 
+def squares(n: int, size: int = 16, seed: int = 0, dtype: torch.dtype = torch.float32):
+    """(images, labels, masks): dim noise (in [0, 0.4)) with one bright 5x5 square per image at
+    a seeded place, labels 0, 1, 2, 0, ... in turn, and the squares as (n, 1, size, size) masks."""
+    generator = torch.Generator().manual_seed(seed)
+    x = 0.4 * torch.rand(n, 3, size, size, generator=generator, dtype=dtype)
+    masks = torch.zeros(n, 1, size, size, dtype=torch.bool)
+    for i, (top, left) in enumerate(torch.randint(0, size - 5, (n, 2), generator=generator).tolist()):
+        masks[i, :, top : top + 5, left : left + 5] = True
+    return torch.where(masks, 1.0, x), torch.arange(n) % 3, masks
+
+
 def varied_images(dtype=torch.float64):
     """Three images that small_cnn(seed=1) puts in different classes (2, 0, 0), so that
     "None = the predicted class of each image" is tested with classes that differ."""
     gen = torch.Generator().manual_seed(1)
     return (torch.randn(6, 3, 8, 8, generator=gen) * 2)[2:5].to(dtype)
+
+
+def lab_model(name: str) -> nn.Module:
+    """The shipped lab model ``name``, or the test skipped (saying how to train it) while its
+    weights file is missing."""
+    from gradviz_lab.models import lab_weights_path, load_lab_model
+
+    path = lab_weights_path(name)
+    if not path.is_file():
+        pytest.skip(f"no weights for lab model {name!r} at {path}; run `gradviz train {name}`")
+    return load_lab_model(name)
 
 
 # --- a model in a mixed state, and what "left exactly as it was" compares --------------------

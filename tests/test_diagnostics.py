@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 
-from conftest import assert_same_state, snapshot
+from conftest import assert_same_state, relu_cnn, snapshot
 
 from gradviz_lab import diagnostics as diag
 from gradviz_lab.data import load_digits
@@ -300,17 +300,10 @@ def test_plot_gradient_flow_draws_each_network_per_layer_and_over_time() -> None
 
 
 def tiny_cnn() -> nn.Sequential:
+    """conftest's relu_cnn for 1-channel digits (4 and 8 channels, 10 classes), layers named by
+    index, in train mode (the mode a training run logs in), seeded with 0."""
     torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(1, 4, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(4, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(8, 10),
-    )
+    return nn.Sequential(*relu_cnn(1, (4, 8), 10))
 
 
 def test_tensorboard_events_are_written_and_read_back(tmp_path, digits) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import lab_model
 
 from gradviz_lab import attribution
 from gradviz_lab.data import load_digits, make_shapes
@@ -22,16 +23,8 @@ from gradviz_lab.evaluate import (
 )
 from gradviz_lab.attribution.integrated import make_baseline
 from gradviz_lab.evaluate.imputation import impute
-from gradviz_lab.models import lab_weights_path, load_lab_model
 
 EVAL_SEED = 2024  # images no training run uses
-
-
-def lab_model(name: str) -> torch.nn.Module:
-    path = lab_weights_path(name)
-    if not path.is_file():
-        pytest.skip(f"no weights for lab model {name!r} at {path}; run `gradviz train {name}`")
-    return load_lab_model(name)
 
 
 def lab_images(name: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:

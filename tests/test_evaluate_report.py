@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import assert_same_state, snapshot
+from conftest import assert_same_state, relu_cnn, snapshot, squares
 from torch import nn
 
 from gradviz_lab import attribution
@@ -33,22 +33,8 @@ COLUMNS = ["method", "pointing", "energy", "deletion_auc", "insertion_auc", "ran
 def small_cnn(seed: int = 0) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = nn.Sequential(
-            nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3),
-        )  # fmt: skip
+        model = nn.Sequential(*relu_cnn(3, (6, 8), 3))  # conftest's layout, layers named by index
     return model.eval()
-
-
-def squares(n: int, size: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Noisy images with one bright square each, labels 0..2 in turn, and the squares' masks."""
-    generator = torch.Generator().manual_seed(seed)
-    x = 0.4 * torch.rand(n, 3, size, size, generator=generator)
-    masks = torch.zeros(n, 1, size, size, dtype=torch.bool)
-    for i, (top, left) in enumerate(torch.randint(0, size - 5, (n, 2), generator=generator).tolist()):
-        masks[i, :, top : top + 5, left : left + 5] = True
-    return torch.where(masks, 1.0, x), torch.arange(n) % 3, masks
 
 
 # --- Table -------------------------------------------------------------------------------------

@@ -10,27 +10,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from conftest import tiny_cnn
 from torch import nn
 
 from gradviz_lab import attribution, cli, explain, hooks, methods, viz
 from gradviz_lab.widgets import recipes
 
 CLASSES = ["zero", "one", "two"]
-
-
-def tiny_cnn(seed: int = 0, in_channels: int = 3) -> nn.Sequential:
-    torch.manual_seed(seed)
-    layers = OrderedDict(
-        conv1=nn.Conv2d(in_channels, 4, 3, padding=1),
-        relu1=nn.ReLU(),
-        pool=nn.MaxPool2d(2),
-        conv2=nn.Conv2d(4, 6, 3, padding=1),
-        relu2=nn.ReLU(),
-        gap=nn.AdaptiveAvgPool2d(1),
-        flat=nn.Flatten(),
-        fc=nn.Linear(6, 3),
-    )
-    return nn.Sequential(layers).eval()
 
 
 @pytest.fixture

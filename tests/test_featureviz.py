@@ -15,8 +15,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_same_state, indexed_cnn, snapshot
 from matplotlib.figure import Figure
 from test_evaluate_state import call_and_compare_state, trapped_model
+from test_widgets_ascent import (
+    check_saving_for_slides,
+    check_static_view,
+    check_the_class_image_follows_the_controls,
+)
 from torch import nn
 
 from gradviz_lab import featureviz as fv
@@ -24,52 +30,15 @@ from gradviz_lab import hooks
 from gradviz_lab.hooks import count_hooks
 
 
-def tiny_cnn(seed: int = 0, channels: int = 1) -> nn.Sequential:
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(channels, 6, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(6, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(8, 4),
-    ).eval()
-
-
 def sensitive_cnn(seed: int = 0) -> nn.Sequential:
-    """tiny_cnn with larger weights: random default-initialised weights make logits that hardly
-    depend on the image, so there would be little for the ascent to climb."""
-    model = tiny_cnn(seed)
+    """indexed_cnn with larger weights: random default-initialised weights make logits that
+    hardly depend on the image, so there would be little for the ascent to climb."""
+    model = indexed_cnn(seed)
     with torch.no_grad():
         model[0].weight.mul_(3)
         model[3].weight.mul_(3)
         model[7].weight.mul_(10)
     return model
-
-
-def model_snapshot(model: nn.Module) -> dict:
-    return {
-        "state": copy.deepcopy(model.state_dict()),
-        "training": [m.training for m in model.modules()],
-        "requires_grad": [p.requires_grad for p in model.parameters()],
-        "grads": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
-        "hooks": count_hooks(model),
-    }
-
-
-def assert_unchanged(model: nn.Module, before: dict) -> None:
-    after = model_snapshot(model)
-    for key, value in before["state"].items():
-        assert torch.equal(after["state"][key], value), key
-    assert after["training"] == before["training"]
-    assert after["requires_grad"] == before["requires_grad"]
-    assert after["hooks"] == before["hooks"]
-    for g_after, g_before in zip(after["grads"], before["grads"]):
-        assert (g_after is None) == (g_before is None)
-        if g_before is not None:
-            assert torch.equal(g_after, g_before)
 
 
 # --- blur ------------------------------------------------------------------------------------
@@ -133,11 +102,11 @@ def test_class_visualisation_raises_each_target_logit_and_leaves_the_model_alone
         sensitive_cnn().train()
     )  # a train-mode model: ascent runs in eval mode, then train comes back
     model[0].weight.grad = torch.ones_like(model[0].weight)
-    before = model_snapshot(model)
+    before = snapshot(model)
     classes = [0, 3, 1]
     images = fv.class_visualisation(model, classes, (1, 16, 16), steps=40, seed=1)
     assert images.shape == (3, 1, 16, 16) and 0 <= images.min() and images.max() <= 1
-    assert_unchanged(model, before)
+    assert_same_state(before, snapshot(model))
     model.eval()
     with torch.no_grad():
         start = (
@@ -161,14 +130,14 @@ def test_ascent_runs_in_eval_mode_whatever_mode_the_model_is_in() -> None:
         model[2].running_mean.uniform_(-1, 1)
     twin = copy.deepcopy(model).eval()
     model.train()
-    before = model_snapshot(model)
+    before = snapshot(model)
     in_train = fv.class_visualisation(model, [0, 2], (1, 6, 6), steps=5)
-    assert_unchanged(model, before)  # BatchNorm statistics untouched, train mode back
+    assert_same_state(before, snapshot(model))  # BatchNorm statistics untouched, train mode back
     torch.testing.assert_close(in_train, fv.class_visualisation(twin, [0, 2], (1, 6, 6), steps=5))
 
 
 def test_class_visualisation_is_seeded_and_l2_pulls_towards_grey() -> None:
-    model = tiny_cnn()
+    model = indexed_cnn()
     a = fv.class_visualisation(model, 1, (1, 12, 12), steps=20, seed=3)
     b = fv.class_visualisation(model, 1, (1, 12, 12), steps=20, seed=3)
     c = fv.class_visualisation(model, 1, (1, 12, 12), steps=20, seed=4)
@@ -180,12 +149,12 @@ def test_class_visualisation_is_seeded_and_l2_pulls_towards_grey() -> None:
 
 def test_channel_visualisation_raises_the_channel_mean() -> None:
     model = sensitive_cnn()
-    before = model_snapshot(model)
+    before = snapshot(model)
     # pure ascent (no blur, no jitter, no L2): channel 2 likes a pattern the blur would erase
     images = fv.channel_visualisation(
         model, "3", [2, 5], (1, 12, 12), steps=30, l2=0.0, blur_every=0, jitter=0
     )
-    assert_unchanged(model, before)
+    assert_same_state(before, snapshot(model))
     with torch.no_grad():
         start = (
             0.5 + 0.05 * torch.randn(2, 1, 12, 12, generator=torch.Generator().manual_seed(0))
@@ -197,7 +166,7 @@ def test_channel_visualisation_raises_the_channel_mean() -> None:
 
 
 def test_activation_maximisation_rejects_bad_input() -> None:
-    model = tiny_cnn()
+    model = indexed_cnn()
     with pytest.raises(
         ValueError, match=r"target_class \[7\] out of range: valid classes are 0..3"
     ):
@@ -322,7 +291,7 @@ def test_receptive_field_refuses_what_the_arithmetic_cannot_follow() -> None:
     with pytest.raises(ValueError, match="chains only"):
         fv.receptive_field(Branching(), "after", (1, 16, 16))
     with pytest.raises(ValueError, match=r"'5' \(AdaptiveAvgPool2d\) changes the map size"):
-        fv.receptive_field(tiny_cnn(), "7", (1, 16, 16))  # past global pooling
+        fv.receptive_field(indexed_cnn(), "7", (1, 16, 16))  # past global pooling
     with pytest.raises(ValueError, match="not feature maps"):
         fv.receptive_field(nn.Sequential(nn.Flatten(), nn.Linear(16, 2)), "1", (1, 4, 4))
 
@@ -358,13 +327,13 @@ def hand_crop(image: torch.Tensor, top: int, left: int, size: tuple[int, int]) -
 
 @pytest.mark.parametrize("distinct", [True, False])
 def test_top_k_patches_equal_a_brute_force_top_k(distinct: bool) -> None:
-    model = tiny_cnn(seed=2, channels=3)
+    model = indexed_cnn(seed=2, channels=3)
     with torch.no_grad():
         model[3].bias[1] = -100.0  # channel 1 of layer 4 is dead: all ties at zero
     images = torch.rand(23, 3, 12, 12, generator=torch.Generator().manual_seed(5))
-    before = model_snapshot(model)
+    before = snapshot(model)
     top = fv.top_activating_patches(model, images, "4", k=5, distinct_images=distinct, batch_size=7)
-    assert_unchanged(model, before)
+    assert_same_state(before, snapshot(model))
     with torch.no_grad():
         acts = model[:5](images)
     assert top.layer == "4" and top.channels.tolist() == list(range(8))
@@ -409,10 +378,10 @@ def test_top_k_patches_run_in_eval_mode_so_batch_size_does_not_matter() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU()).train()
     images = torch.rand(10, 1, 8, 8)
-    before = model_snapshot(model)
+    before = snapshot(model)
     small = fv.top_activating_patches(model, images, "2", k=4, batch_size=3)
     large = fv.top_activating_patches(model, images, "2", k=4, batch_size=10)
-    assert_unchanged(model, before)
+    assert_same_state(before, snapshot(model))
     assert torch.equal(small.image_index, large.image_index) and torch.equal(
         small.values, large.values
     )
@@ -422,7 +391,7 @@ def test_top_k_patches_run_in_eval_mode_so_batch_size_does_not_matter() -> None:
 
 
 def test_top_k_patches_channel_subset_and_errors() -> None:
-    model = tiny_cnn()
+    model = indexed_cnn()
     images = torch.rand(6, 1, 10, 10)
     top = fv.top_activating_patches(model, images, model[1], k=2, channels=[4, 0])
     assert top.layer == "1" and top.channels.tolist() == [4, 0] and top.values.shape == (2, 2)
@@ -467,12 +436,12 @@ def test_feature_visualisation_leaves_a_mixed_state_model_exactly_as_it_was(call
 
 
 def test_unit_views_are_the_gradient_of_that_one_unit_cropped() -> None:
-    model = tiny_cnn(seed=1, channels=3)
+    model = indexed_cnn(seed=1, channels=3)
     images = torch.rand(9, 3, 12, 12, generator=torch.Generator().manual_seed(2))
     top = fv.top_activating_patches(model, images, "3", k=3, channels=[0, 5])
-    before = model_snapshot(model)
+    before = snapshot(model)
     views = fv.unit_views(model, images, top, method="gradient", batch_size=4)
-    assert_unchanged(model, before)
+    assert_same_state(before, snapshot(model))
     assert views.shape == top.patches.shape
     for c, channel in enumerate([0, 5]):
         for rank in range(3):
@@ -504,7 +473,7 @@ def test_unit_views_of_a_network_without_relu_are_all_the_gradient() -> None:
 
 
 def test_plot_top_patches_draws_one_panel_per_patch_and_view() -> None:
-    model = tiny_cnn()
+    model = indexed_cnn()
     images = torch.rand(6, 1, 10, 10)
     top = fv.top_activating_patches(model, images, "4", k=3, channels=[0, 1, 2])
     views = {"deconvnet": fv.unit_views(model, images, top)}
@@ -517,55 +486,18 @@ def test_plot_top_patches_draws_one_panel_per_patch_and_view() -> None:
         fv.plot_top_patches(top, {"bad": torch.zeros(1)})
 
 
-# --- the dashboard ----------------------------------------------------------------------------
+# --- the dashboard (featureviz's name for widgets.ascent's: the same checks, through this name) --
 
 
 def test_activation_maximisation_dashboard_headless() -> None:
-    model = tiny_cnn()
-    before = model_snapshot(model)
-    dash = fv.activation_maximisation_dashboard(model, ["a", "b", "c", "d"], (1, 10, 10), steps=8)
-    assert dash.last_error is None and dash.last_image.shape == (1, 10, 10)
-    first_png = dash.last_png
-    assert first_png.startswith(b"\x89PNG")
-    dash.controls["target"].value = 2
-    assert dash.last_error is None and dash.last_png != first_png
-    expected = fv.class_visualisation(model, 2, (1, 10, 10), steps=8, l2=dash.controls["l2"].value)[
-        0
-    ]
-    torch.testing.assert_close(dash.last_image, expected)
-    with torch.no_grad():
-        assert dash.last_logit == pytest.approx(model(expected[None])[0, 2].item(), rel=1e-5)
-    start_l2 = dash.controls["l2"].value
-    dash.controls["l2"].value = 1.0
-    assert dash.last_error is None and "L2 = 1" in dash.children[3].value  # the caption
-    assert len(dash.cache) == 3
-    dash.controls["l2"].value = start_l2
-    dash.controls["target"].value = 0
-    assert dash.last_png == first_png and len(dash.cache) == 3  # back to the first setting: cached
-    assert_unchanged(model, before)
+    check_the_class_image_follows_the_controls(fv.activation_maximisation_dashboard)
     with pytest.raises(TypeError, match="class_names"):
-        fv.activation_maximisation_dashboard(model, [], (1, 10, 10))
+        fv.activation_maximisation_dashboard(indexed_cnn(), [], (1, 10, 10))
 
 
 def test_activation_maximisation_dashboard_saves_the_image_for_slides(tmp_path, monkeypatch) -> None:
-    from PIL import Image
-
-    monkeypatch.chdir(tmp_path)
-    dash = fv.activation_maximisation_dashboard(tiny_cnn(), ["a", "b", "c", "d"], (1, 10, 10), steps=8)
-    dash.controls["target"].value = 2
-    button = dash.children[-1].children[0]
-    button.click()
-    (saved,) = (tmp_path / "figures").glob("*.png")
-    assert saved.name.startswith("classvis_c_l2-") and str(saved.relative_to(tmp_path)) in dash.children[-1].children[1].value
-    picture = np.asarray(Image.open(saved))
-    assert picture.shape == (220, 220)  # each of the 10x10 pixels as a 22x22 block
-    expected = (dash.last_image[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    np.testing.assert_array_equal(picture[::22, ::22], expected)
-    with pytest.raises(ValueError, match="ending in .png"):
-        dash.save_png(tmp_path / "x.jpg")
+    check_saving_for_slides(fv.activation_maximisation_dashboard, tmp_path, monkeypatch)
 
 
 def test_the_activation_maximisation_dashboard_shows_one_line_in_a_static_view() -> None:
-    dash = fv.activation_maximisation_dashboard(tiny_cnn(), ["a", "b", "c", "d"], (1, 10, 10), steps=2)
-    text = dash._repr_mimebundle_()["text/plain"]
-    assert text.startswith("class visualisation: run this cell in JupyterLab"), text
+    check_static_view(fv.activation_maximisation_dashboard)

@@ -7,20 +7,13 @@ import copy
 
 import pytest
 import torch
+from conftest import lab_model
 
 from gradviz_lab import featureviz as fv
 from gradviz_lab.data import load_digits
 from gradviz_lab.hooks import count_hooks
-from gradviz_lab.models import lab_weights_path, load_lab_model
 
 IMAGE_SHAPES = {"digits": (1, 28, 28), "shapes": (3, 64, 64)}
-
-
-def lab_model(name: str) -> torch.nn.Module:
-    path = lab_weights_path(name)
-    if not path.is_file():
-        pytest.skip(f"no weights for lab model {name!r} at {path}; run `gradviz train {name}`")
-    return load_lab_model(name)
 
 
 @pytest.mark.parametrize("name", ["digits", "shapes"])

@@ -5,35 +5,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections import OrderedDict
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from conftest import with_registry_methods
+from conftest import squares, tiny_cnn, with_registry_methods
 
 from gradviz_lab import attribution, cli, evaluate, explain, methods
 from gradviz_lab.widgets import compare_dashboard, deletion_dashboard, randomisation_dashboard
 from gradviz_lab.widgets import recipes
 
 CLASSES = ["zero", "one", "two"]
-
-
-def tiny_cnn(seed: int = 0) -> nn.Sequential:
-    torch.manual_seed(seed)
-    layers = OrderedDict(
-        conv1=nn.Conv2d(3, 4, 3, padding=1),
-        relu1=nn.ReLU(),
-        pool=nn.MaxPool2d(2),
-        conv2=nn.Conv2d(4, 6, 3, padding=1),
-        relu2=nn.ReLU(),
-        gap=nn.AdaptiveAvgPool2d(1),
-        flat=nn.Flatten(),
-        fc=nn.Linear(6, 3),
-    )
-    return nn.Sequential(layers).eval()
 
 
 def tiny_images(n: int = 2, seed: int = 1) -> torch.Tensor:
@@ -177,21 +161,11 @@ def test_left_out_of_keeps_a_method_out_of_that_view_only():
     assert "slow-gradient" not in methods.names()
 
 
-def masked_squares(n: int = 3, size: int = 16) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Dim noise with one bright 5x5 square per image, labels 0, 1, 2, ..., and the squares."""
-    generator = torch.Generator().manual_seed(5)
-    x = 0.4 * torch.rand(n, 3, size, size, generator=generator, dtype=torch.float64)
-    masks = torch.zeros(n, 1, size, size, dtype=torch.bool)
-    for i, (top, left) in enumerate(torch.randint(0, size - 5, (n, 2), generator=generator).tolist()):
-        masks[i, :, top : top + 5, left : left + 5] = True
-    return torch.where(masks, 1.0, x), torch.arange(n) % 3, masks
-
-
 def test_the_tables_cam_lrp_and_deeplift_rows_are_their_functions_with_the_table_settings():
     import functools
 
     model = tiny_cnn().double()
-    x, y, masks = masked_squares()
+    x, y, masks = squares(3, seed=5, dtype=torch.float64)
     table, maps = evaluate.evaluate_methods(model, x, y, masks, steps=4, return_maps=True)
     rows = {row["method"]: row for row in table}
     assert list(rows) == list(evaluate.default_methods())
@@ -222,7 +196,7 @@ def test_the_tables_cam_lrp_and_deeplift_rows_are_their_functions_with_the_table
 def test_cam_stays_out_of_the_table_because_it_refuses_a_head_without_global_pooling():
     flat_head = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
                               nn.Linear(4 * 16 * 16, 3)).double()
-    x, y, masks = masked_squares()
+    x, y, masks = squares(3, seed=5, dtype=torch.float64)
     with pytest.raises(ValueError, match="global average pooling"):
         attribution.cam(flat_head, x, y)
     table = evaluate.evaluate_methods(flat_head, x, y, masks, steps=2, randomisation=False)

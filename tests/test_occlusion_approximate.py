@@ -20,7 +20,11 @@ from gradviz_lab import models
 from gradviz_lab.attribution import OcclusionApproximation, occlusion, window_starts
 from gradviz_lab.attribution.approximate import coarse_indices, interpolation_matrix
 from gradviz_lab.attribution.incremental import changed_regions
-from test_occlusion_incremental import geometry_net, imagenet, state
+from test_occlusion_incremental import (
+    assert_occlusion_leaves_the_model_and_the_input,
+    imagenet,
+    state,
+)
 
 F64_BOUND = 16 * torch.finfo(torch.float64).eps  # as in test_occlusion_incremental
 
@@ -235,15 +239,5 @@ def test_a_cap_needs_the_incremental_path_and_the_drill_down_does_not():
 
 
 def test_the_model_and_the_input_are_left_as_they_were():
-    model = geometry_net().double()
-    model.conv1.weight.requires_grad_(False)
-    model.fc.weight.grad = torch.ones_like(model.fc.weight)
-    x = torch.randn(2, 2, 30, 30, dtype=torch.float64)
-    x_before, before = x.clone(), state(model)
-    occlusion(model, x, window=6, stride=2,
-              approximate=OcclusionApproximation(cap=0.4, coarse=3, refine=0.2))
-    after = state(model)
-    assert torch.equal(x, x_before)
-    assert after[0] == before[0] and after[1] == before[1] and after[4] == before[4]
-    for a, b in zip(after[2] + after[3], before[2] + before[3]):
-        assert (a is None and b is None) or torch.equal(a, b)
+    assert_occlusion_leaves_the_model_and_the_input(
+        window=6, stride=2, approximate=OcclusionApproximation(cap=0.4, coarse=3, refine=0.2))

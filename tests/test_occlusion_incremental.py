@@ -238,18 +238,24 @@ def state(model: nn.Module) -> list:
     ]
 
 
-def test_the_model_and_the_input_are_left_as_they_were():
+def assert_occlusion_leaves_the_model_and_the_input(**knobs) -> None:
+    """occlusion(**knobs) on geometry_net with a frozen weight and a grad set: the input, the
+    modes, requires_grad, the grads, the weights and buffers and the hooks are as they were."""
     model = geometry_net().double()
     model.conv1.weight.requires_grad_(False)
     model.fc.weight.grad = torch.ones_like(model.fc.weight)
     x = torch.randn(2, 2, 30, 30, dtype=torch.float64)
     x_before, before = x.clone(), state(model)
-    occlusion(model, x, window=6, stride=4)
+    occlusion(model, x, **knobs)
     after = state(model)
     assert torch.equal(x, x_before)  # conv1 is followed by an in-place LeakyReLU
     assert after[0] == before[0] and after[1] == before[1] and after[4] == before[4]
     for a, b in zip(after[2] + after[3], before[2] + before[3]):
         assert (a is None and b is None) or torch.equal(a, b)
+
+
+def test_the_model_and_the_input_are_left_as_they_were():
+    assert_occlusion_leaves_the_model_and_the_input(window=6, stride=4)
 
 
 def test_batch_size_does_not_change_the_result_and_the_default_depends_on_the_model():

@@ -13,7 +13,8 @@ import ipywidgets as widgets
 import numpy as np
 import pytest
 import torch
-from conftest import assert_same_state, prepared_model, snapshot
+import conftest
+from conftest import FunctionalReLU, assert_same_state, prepared_model, snapshot
 from torch import nn
 
 from gradviz_lab import attribution, hooks, viz
@@ -36,18 +37,8 @@ CLASSES = ["red", "blue", "other"]
 
 
 def tiny_cnn(seed: int = 0) -> nn.Sequential:
-    torch.manual_seed(seed)
-    layers = OrderedDict(
-        conv1=nn.Conv2d(3, 4, 3, padding=1),
-        relu1=nn.ReLU(),
-        pool=nn.MaxPool2d(2),
-        conv2=nn.Conv2d(4, 6, 3, padding=1),
-        relu2=nn.ReLU(inplace=True),
-        gap=nn.AdaptiveAvgPool2d(1),
-        flat=nn.Flatten(),
-        fc=nn.Linear(6, 3),
-    )
-    return nn.Sequential(layers).eval()
+    """conftest's tiny_cnn with relu2 in place: the dashboards must cope with in-place ReLUs."""
+    return conftest.tiny_cnn(seed, inplace=("relu2",))
 
 
 def tiny_images(n: int = 3, seed: int = 1) -> torch.Tensor:
@@ -457,21 +448,9 @@ def test_the_progress_bar_hides_after_an_error():
     assert dash.last_error is not None and dash.progress.layout.visibility == "hidden"
 
 
-class FunctionalReLU(nn.Module):
-    """relu called as a function: deconvnet and guided backprop cannot change it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, padding=1)
-        self.fc = nn.Linear(4, 3)
-
-    def forward(self, x):
-        return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
-
-
 def test_warnings_while_computing_are_shown_in_the_caption():
     torch.manual_seed(0)
-    dash = relu_rules_dashboard(FunctionalReLU(), tiny_images(), CLASSES)
+    dash = relu_rules_dashboard(FunctionalReLU(seed=None), tiny_images(), CLASSES)
     assert dash.last_error is None
     assert "warning:" in dash.caption.value and "relu as a function" in dash.caption.value
     # a cached result keeps its warning

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import html
 import warnings
-from collections import OrderedDict
 
 import numpy as np
 import pytest
 import torch
+import conftest
 from conftest import assert_same_state, prepared_model, snapshot
 from torch import nn
 
@@ -23,17 +23,8 @@ CLASSES = ["a", "b", "c"]
 
 
 def tiny_cnn(seed: int = 0) -> nn.Sequential:
-    torch.manual_seed(seed)
-    layers = OrderedDict(
-        conv1=nn.Conv2d(3, 4, 3, padding=1),
-        relu1=nn.ReLU(),
-        conv2=nn.Conv2d(4, 6, 3, padding=1),
-        relu2=nn.ReLU(),
-        gap=nn.AdaptiveAvgPool2d(1),
-        flat=nn.Flatten(),
-        fc=nn.Linear(6, 3),
-    )
-    return nn.Sequential(layers).eval()
+    """conftest's tiny_cnn without its max pool."""
+    return conftest.tiny_cnn(seed, pool=False)
 
 
 def images() -> torch.Tensor:

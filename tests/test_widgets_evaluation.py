@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
+import conftest
 import numpy as np
 import torch
 from torch import nn
@@ -16,17 +15,8 @@ CLASSES = ["a", "b", "c"]
 
 
 def tiny_cnn(seed: int = 0) -> nn.Sequential:
-    torch.manual_seed(seed)
-    layers = OrderedDict(
-        conv1=nn.Conv2d(3, 4, 3, padding=1),
-        relu1=nn.ReLU(inplace=True),
-        conv2=nn.Conv2d(4, 6, 3, padding=1),
-        relu2=nn.ReLU(),
-        gap=nn.AdaptiveAvgPool2d(1),
-        flat=nn.Flatten(),
-        fc=nn.Linear(6, 3),
-    )
-    return nn.Sequential(layers).eval()
+    """conftest's tiny_cnn without its max pool, relu1 in place."""
+    return conftest.tiny_cnn(seed, pool=False, inplace=("relu1",))
 
 
 def images() -> torch.Tensor:

@@ -6,12 +6,11 @@ as it was."""
 from __future__ import annotations
 
 import copy
-from collections import OrderedDict
 
 import numpy as np
 import pytest
 import torch
-from conftest import assert_same_state, prepared_model, snapshot
+from conftest import assert_same_state, prepared_model, snapshot, tiny_cnn
 from torch import nn
 
 from gradviz_lab import attribution, viz
@@ -20,21 +19,6 @@ from gradviz_lab.widgets import lrp_dashboard
 from gradviz_lab.widgets.lrp import PER_GROUP, LrpDashboard
 
 CLASSES = ["a", "b", "c"]
-
-
-def tiny_cnn(seed: int = 0, dilation: int = 1) -> nn.Sequential:
-    torch.manual_seed(seed)
-    layers = OrderedDict(
-        conv1=nn.Conv2d(3, 4, 3, padding=1),
-        relu1=nn.ReLU(),
-        pool=nn.MaxPool2d(2, dilation=dilation),
-        conv2=nn.Conv2d(4, 6, 3, padding=1),
-        relu2=nn.ReLU(),
-        gap=nn.AdaptiveAvgPool2d(1),
-        flat=nn.Flatten(),
-        fc=nn.Linear(6, 3),
-    )
-    return nn.Sequential(layers).eval()
 
 
 def images() -> torch.Tensor:
@@ -112,7 +96,7 @@ def test_a_knob_change_recomputes_and_going_back_comes_from_the_cache(dash):
 
 
 def test_a_setting_lrp_cannot_follow_is_an_error_in_the_dashboard():
-    dash = lrp_dashboard(tiny_cnn(dilation=2), images(), CLASSES)
+    dash = lrp_dashboard(tiny_cnn(pool_dilation=2), images(), CLASSES)
     assert dash.last_error is None, dash.last_error  # "winner" follows a dilated max pool
     dash.set(maxpool="average")
     assert isinstance(dash.last_error, ValueError)
