@@ -548,6 +548,20 @@ def test_something_else_than_a_function_gets_one_clear_line(checker, given, caps
     assert f"it got a {type(given).__name__}" in out[0]
 
 
+@pytest.mark.parametrize("checker", list(CORRECT_STUDENTS), ids=lambda c: c.__name__)
+def test_a_function_that_returns_none_is_told_so_in_every_case(checker, capsys):
+    """A body written without its `return` (or the stub line deleted, nothing written) gives None:
+    every case says so in words, and none is dropped from the count."""
+    cases = len(checker(CORRECT_STUDENTS[checker]).results)
+    capsys.readouterr()
+    report = checker(lambda *args, **kwargs: None)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    assert not report.passed and report.results == [False] * cases
+    assert len(lines) == cases
+    assert all(line.startswith("[x]") and "your function returned None: did you forget its return"
+               in line for line in lines), lines
+
+
 # ---- issue 18: errors said relative to the reference's scale, and the wrong-score pitfalls --------
 
 def scored(model, x, score):

@@ -8,6 +8,7 @@ from torch import nn
 
 from .. import attribution, hooks
 from .harness import (
+    RETURNED_NONE,
     Case,
     CheckReport,
     Method,
@@ -177,19 +178,21 @@ def check_smoothgrad(student: Method, n_samples: int = 300) -> CheckReport:
     model, x, target, true = _cubic_batch(sigma)
     level = f"case 3/4 (cubic model, two images with value ranges 10 and 255, sigma {sigma})"
     fresh = f"case 4/4 (the same, {n_samples} samples: is each sample's noise drawn afresh?)"
+    failure = ""
     try:
         got = student(model, x.clone(), target.clone(), n_samples=n_samples, sigma=sigma, seed=0)
     except Exception as error:
+        failure = f"your function raised {type(error).__name__}: {error}"
+    else:
+        if got is None:
+            failure = RETURNED_NONE
+        elif not isinstance(got, torch.Tensor) or got.shape != x.shape:
+            failure = f"expected a tensor of shape {tuple(x.shape)}."
+    if failure:  # both cases read the same result: both fail with the same line
         for prefix in (level, fresh):
-            print(f"[x] {prefix}: your function raised {type(error).__name__}: {error}")
+            print(f"[x] {prefix}: {failure}")
         results += [False, False]
-        got = None
-    if got is not None and (not isinstance(got, torch.Tensor) or got.shape != x.shape):
-        for prefix in (level, fresh):
-            print(f"[x] {prefix}: expected a tensor of shape {tuple(x.shape)}.")
-        results += [False, False]
-        got = None
-    if got is not None:
+    else:
         ok_level, message = _check_noise_level(got.detach(), model, x, target, true, sigma, n_samples)
         results.append(ok_level)
         print(f"[{'ok' if ok_level else 'x'}] {level}: {message}")

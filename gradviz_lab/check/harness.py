@@ -174,7 +174,14 @@ def _what_changed(before: dict, model: nn.Module, uses_grad: bool = False) -> st
     return ""
 
 
+# A function whose body was written but that ends without `return` (or whose stub line was deleted
+# and nothing written) gives None: say so, rather than name the type NoneType.
+RETURNED_NONE = "your function returned None: did you forget its return statement?"
+
+
 def _compare(got, expected: torch.Tensor, atol: float) -> tuple[bool, str]:
+    if got is None:
+        return False, RETURNED_NONE
     if not isinstance(got, torch.Tensor):
         return False, f"expected a tensor, got {type(got).__name__}."
     if tuple(got.shape) != tuple(expected.shape):
