@@ -43,9 +43,10 @@ PROVENANCE = "gradviz_generated"  # the notebook metadata key of the generator's
 
 
 def stub(indent: str) -> list[str]:
+    # The error may surface in a later cell that calls the student's function: say where to write.
     return [
         f"{indent}# YOUR CODE HERE",
-        f'{indent}raise NotImplementedError("write your code here, then run this cell again")',
+        f'{indent}raise NotImplementedError("write your code at # YOUR CODE HERE, where this traceback ends, then rerun that cell and this one")',
     ]
 
 

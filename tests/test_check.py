@@ -134,7 +134,7 @@ def make_student_gradcam(weight_gradients=False, clone_output=True):
 
 
 def not_implemented(*args, **kwargs):
-    raise NotImplementedError("write your code here, then run this cell again")
+    raise NotImplementedError("write your code at # YOUR CODE HERE, where this traceback ends, then rerun that cell and this one")
 
 
 # ---- the checks ----------------------------------------------------------------------------------
