@@ -116,9 +116,16 @@ def kernels_can_be_encrypted() -> bool:
     return hasattr(KernelManager, "transport_encryption") and zmq.has("curve")
 
 
+def kernel_encryption_config() -> dict[str, dict[str, str]]:
+    """The kernel manager's setting that encrypts its kernels' sockets where Jupyter can, as a
+    traitlets config ({} where it cannot): for JupyterLab's command line and for nbclient."""
+    return {"KernelManager": {"transport_encryption": "auto"}} if kernels_can_be_encrypted() else {}
+
+
 def kernel_encryption_options() -> list[str]:
-    """JupyterLab's option that encrypts its kernels' sockets, where it can (else none)."""
-    return ["--KernelManager.transport_encryption=auto"] if kernels_can_be_encrypted() else []
+    """``kernel_encryption_config`` as JupyterLab's command-line options."""
+    return [f"--{owner}.{name}={value}" for owner, settings in kernel_encryption_config().items()
+            for name, value in settings.items()]
 
 
 def server_command(root: Path, port: int, path: str) -> list[str]:

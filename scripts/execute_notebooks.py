@@ -17,7 +17,7 @@ import nbformat
 from nbclient import NotebookClient
 from traitlets.config import Config
 
-from gradviz_lab.lab import kernels_can_be_encrypted
+from gradviz_lab.lab import kernel_encryption_config
 
 
 def execute(path: Path, save: bool = True) -> float:
@@ -25,9 +25,8 @@ def execute(path: Path, save: bool = True) -> float:
     file when ``save``. Returns the seconds it took (benchmarks/bench_course.py times it so)."""
     notebook = nbformat.read(path, as_version=4)
     # encrypted kernel sockets where Jupyter can, as `gradviz lab` runs them (lab.py says why)
-    config = Config({"KernelManager": {"transport_encryption": "auto"}}
-                    if kernels_can_be_encrypted() else {})
-    client = NotebookClient(notebook, timeout=900, kernel_name="python3", config=config,
+    client = NotebookClient(notebook, timeout=900, kernel_name="python3",
+                            config=Config(kernel_encryption_config()),
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
     client.execute()

@@ -248,12 +248,18 @@ def _printed(cell) -> str:
                    if output.get("output_type") == "stream")
 
 
-def _sanitised(text: str) -> str:
-    """text with nbval_sanitize.cfg's volatile parts (timings, addresses) replaced, as nbval does."""
+@functools.lru_cache(maxsize=None)
+def _sanitize_rules() -> tuple[tuple[str, str], ...]:
+    """(regex, replacement) of each section of nbval_sanitize.cfg, read once."""
     config = configparser.ConfigParser()
     config.read(ROOT / "nbval_sanitize.cfg")
-    for section in config.sections():
-        text = re.sub(config[section]["regex"], config[section]["replace"], text)
+    return tuple((config[section]["regex"], config[section]["replace"]) for section in config.sections())
+
+
+def _sanitised(text: str) -> str:
+    """text with nbval_sanitize.cfg's volatile parts (timings, addresses) replaced, as nbval does."""
+    for regex, replacement in _sanitize_rules():
+        text = re.sub(regex, replacement, text)
     return text
 
 
